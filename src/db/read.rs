@@ -1,0 +1,457 @@
+//! The source reader: keyset batches in (watermark, key) order.
+//!
+//! A batch is one index-friendly query:
+//!
+//! ```sql
+//! SELECT … FROM t
+//!  WHERE wm >= :from AND (wm > :wm OR (wm = :wm AND key > :key))   -- after the last row read
+//!  ORDER BY wm, key LIMIT :batch
+//! ```
+//!
+//! The `wm >= …` term gives the engine a range on the watermark index; the
+//! tie-break on the key means rows sharing one watermark value are neither
+//! lost nor repeated across batch boundaries. Rows whose watermark is NULL
+//! are read in their own phase, ordered by key. A mapping without a
+//! watermark reads the whole table by key on every run.
+//!
+//! Values are decoded by the column's declared type without loss: MySQL
+//! temporal columns are read as text and parsed (so zero dates become NULL
+//! instead of failing the batch), PostgreSQL numerics and exotic types as
+//! their text form. Parameters for PostgreSQL are sent as text and cast to the
+//! column's own type, so a comparison never changes type or precision.
+
+use super::catalog::{self, Kind, Table};
+use super::{Engine, Pool};
+use crate::mapping::Mapping;
+use crate::value::Value;
+use anyhow::Context as _;
+use chrono::{FixedOffset, NaiveDate, NaiveDateTime};
+use sqlx::Row as _;
+use sqlx::ValueRef as _;
+
+/// How one selected column is decoded.
+#[derive(Debug, Clone, Copy)]
+enum Dec {
+    I16,
+    I32,
+    I64,
+    F32,
+    F64,
+    Bool,
+    Text,
+    Bytes,
+    Date,
+    Ts,
+    TsTz,
+    /// Selected as text by the engine, then parsed as this kind.
+    TextAs(Kind),
+    /// SQLite: by the value's storage class.
+    Dynamic,
+}
+
+/// Where a batch starts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Start {
+    /// From the first row.
+    Beginning,
+    /// From this watermark value, inclusive (the look-back window start).
+    From(Value),
+    /// Strictly after this (watermark, key) position.
+    After { wm: Value, key: Vec<Value> },
+    /// NULL-watermark phase, or no watermark: strictly after this key.
+    AfterKey(Vec<Value>),
+}
+
+/// A column of the source, resolved against the catalog.
+#[derive(Debug, Clone)]
+struct SrcCol {
+    quoted: String,
+    sql_type: String,
+    kind: Kind,
+}
+
+/// Reads one mapping's source table.
+pub struct Reader {
+    pool: Pool,
+    engine: Engine,
+    table: String,
+    select: String,
+    decs: Vec<Dec>,
+    cols: Vec<SrcCol>,
+    key: Vec<usize>,
+    watermark: Option<usize>,
+    batch_size: usize,
+    zone: FixedOffset,
+    /// The catalog's view of the table, for `hlx check`.
+    pub catalog: Table,
+}
+
+impl Reader {
+    /// Resolves the mapping's source columns against the live table.
+    pub async fn new(pool: Pool, m: &Mapping) -> anyhow::Result<Reader> {
+        let engine = pool.engine();
+        let catalog = catalog::require(&pool, &m.source.table, "source").await?;
+        let mut cols = Vec::new();
+        let mut decs = Vec::new();
+        let mut select = Vec::new();
+        let mut problems = Vec::new();
+        for c in &m.source.columns {
+            let col = match catalog.column(c.as_str()) {
+                Ok((_, col)) => col.clone(),
+                Err(e) => {
+                    problems.push(e);
+                    continue;
+                }
+            };
+            let ident = crate::ident::Ident::parse(&col.name).map_err(anyhow::Error::msg)?;
+            let q = ident.quoted(engine);
+            let (expr, dec) = decoder(engine, &q, &col);
+            select.push(expr);
+            decs.push(dec);
+            cols.push(SrcCol {
+                quoted: q,
+                sql_type: col.sql_type.clone(),
+                kind: col.kind,
+            });
+        }
+        if !problems.is_empty() {
+            anyhow::bail!("source table {}: {}", catalog.name, problems.join("; "));
+        }
+        Ok(Reader {
+            engine,
+            table: catalog.name.quoted(engine),
+            select: select.join(", "),
+            decs,
+            cols,
+            key: m.source.key.clone(),
+            watermark: m.source.watermark,
+            batch_size: m.batch_size,
+            zone: m.zone,
+            catalog,
+            pool,
+        })
+    }
+
+    /// The kind of the watermark column, if any.
+    pub fn watermark_kind(&self) -> Option<Kind> {
+        self.watermark.map(|i| self.cols[i].kind)
+    }
+
+    /// The partner's zone, for naive values.
+    pub fn zone(&self) -> FixedOffset {
+        self.zone
+    }
+
+    fn param(&self, col: usize) -> String {
+        match self.engine {
+            Engine::Postgres => format!("CAST(? AS {})", self.cols[col].sql_type),
+            _ => "?".to_string(),
+        }
+    }
+
+    fn key_after(&self, key: &[Value], args: &mut Vec<Value>) -> String {
+        // (k1 > v1) OR (k1 = v1 AND k2 > v2) OR …
+        let mut ors = Vec::new();
+        for i in 0..self.key.len() {
+            let mut ands = Vec::new();
+            for (&c, v) in self.key.iter().zip(key).take(i) {
+                ands.push(format!("{} = {}", self.cols[c].quoted, self.param(c)));
+                args.push(v.clone());
+            }
+            let c = self.key[i];
+            ands.push(format!("{} > {}", self.cols[c].quoted, self.param(c)));
+            args.push(key[i].clone());
+            ors.push(format!("({})", ands.join(" AND ")));
+        }
+        ors.join(" OR ")
+    }
+
+    /// Builds the SQL and arguments of one batch.
+    pub fn batch_sql(&self, start: &Start, null_phase: bool) -> (String, Vec<Value>) {
+        let mut args = Vec::new();
+        let mut conds: Vec<String> = Vec::new();
+        let keys: Vec<String> = self
+            .key
+            .iter()
+            .map(|&k| self.cols[k].quoted.clone())
+            .collect();
+        let order = match (self.watermark, null_phase) {
+            (Some(w), false) => {
+                let wq = self.cols[w].quoted.clone();
+                conds.push(format!("{wq} IS NOT NULL"));
+                match start {
+                    Start::Beginning | Start::AfterKey(_) => {}
+                    Start::From(v) => {
+                        conds.push(format!("{wq} >= {}", self.param(w)));
+                        args.push(v.clone());
+                    }
+                    Start::After { wm, key } => {
+                        conds.push(format!("{wq} >= {}", self.param(w)));
+                        args.push(wm.clone());
+                        let gt = format!("{wq} > {}", self.param(w));
+                        args.push(wm.clone());
+                        let eq = format!("{wq} = {}", self.param(w));
+                        args.push(wm.clone());
+                        let k = self.key_after(key, &mut args);
+                        conds.push(format!("({gt} OR ({eq} AND ({k})))"));
+                    }
+                }
+                format!("{wq}, {}", keys.join(", "))
+            }
+            (w, _) => {
+                if let Some(w) = w {
+                    conds.push(format!("{} IS NULL", self.cols[w].quoted));
+                }
+                if let Start::AfterKey(key) = start {
+                    let k = self.key_after(key, &mut args);
+                    conds.push(format!("({k})"));
+                }
+                keys.join(", ")
+            }
+        };
+        let where_ = if conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conds.join(" AND "))
+        };
+        (
+            format!(
+                "SELECT {} FROM {}{} ORDER BY {} LIMIT {}",
+                self.select, self.table, where_, order, self.batch_size
+            ),
+            args,
+        )
+    }
+
+    /// Reads one batch (at most `batch_size` rows).
+    pub async fn batch(&self, start: &Start, null_phase: bool) -> anyhow::Result<Vec<Vec<Value>>> {
+        let (sql, args) = self.batch_sql(start, null_phase);
+        self.fetch(&sql, &args)
+            .await
+            .with_context(|| format!("reading source table {}", self.catalog.name))
+    }
+
+    /// Reads the rows with these keys (for re-checks and reconcile).
+    pub async fn fetch(&self, sql: &str, args: &[Value]) -> anyhow::Result<Vec<Vec<Value>>> {
+        match &self.pool {
+            Pool::Pg(p) => {
+                let sql = super::sql::placeholders(sql);
+                let mut q = sqlx::query(&sql);
+                for a in args {
+                    q = q.bind(pg_text(a));
+                }
+                let rows = q.fetch_all(p).await?;
+                rows.iter().map(|r| decode_pg(r, &self.decs)).collect()
+            }
+            Pool::My(p) => {
+                let mut q = sqlx::query(sql);
+                for a in args {
+                    q = bind_my(q, a);
+                }
+                let rows = q.fetch_all(p).await?;
+                rows.iter().map(|r| decode_my(r, &self.decs)).collect()
+            }
+            Pool::Lite(p) => {
+                let mut q = sqlx::query(sql);
+                for a in args {
+                    q = bind_lite(q, a);
+                }
+                let rows = q.fetch_all(p).await?;
+                rows.iter().map(decode_lite).collect()
+            }
+        }
+    }
+
+    /// Key and watermark of a row.
+    pub fn position(&self, row: &[Value]) -> (Option<Value>, Vec<Value>) {
+        (
+            self.watermark.map(|w| row[w].clone()),
+            self.key.iter().map(|&k| row[k].clone()).collect(),
+        )
+    }
+
+    /// `SELECT 1 FROM t LIMIT 0`: can we read the table at all.
+    pub async fn probe(&self) -> anyhow::Result<()> {
+        let sql = format!("SELECT {} FROM {} LIMIT 0", self.select, self.table);
+        self.fetch(&sql, &[]).await.map(|_| ())
+    }
+
+    pub fn watermark_index(&self) -> Option<usize> {
+        self.watermark
+    }
+}
+
+fn decoder(engine: Engine, q: &str, col: &catalog::Column) -> (String, Dec) {
+    match engine {
+        Engine::Postgres => match col.udt.as_str() {
+            "int2" => (q.to_string(), Dec::I16),
+            "int4" => (q.to_string(), Dec::I32),
+            "int8" => (q.to_string(), Dec::I64),
+            "float4" => (q.to_string(), Dec::F32),
+            "float8" => (q.to_string(), Dec::F64),
+            "bool" => (q.to_string(), Dec::Bool),
+            "bytea" => (q.to_string(), Dec::Bytes),
+            "date" => (q.to_string(), Dec::Date),
+            "timestamp" => (q.to_string(), Dec::Ts),
+            "timestamptz" => (q.to_string(), Dec::TsTz),
+            _ if col.kind == Kind::Text => (q.to_string(), Dec::Text),
+            _ => (format!("{q}::text"), Dec::TextAs(col.kind)),
+        },
+        Engine::MySql => match col.kind {
+            Kind::Int => (format!("CAST({q} AS SIGNED)"), Dec::I64),
+            Kind::Float if col.udt.eq_ignore_ascii_case("float") => (q.to_string(), Dec::F32),
+            Kind::Float => (q.to_string(), Dec::F64),
+            Kind::Text => (q.to_string(), Dec::Text),
+            Kind::Bytes => (q.to_string(), Dec::Bytes),
+            k => (format!("CAST({q} AS CHAR)"), Dec::TextAs(k)),
+        },
+        Engine::Sqlite => (q.to_string(), Dec::Dynamic),
+    }
+}
+
+/// The text form PostgreSQL casts back to the column's type exactly.
+pub fn pg_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::Bool(b) => Some(if *b { "true".into() } else { "false".into() }),
+        Value::Bytes(b) => Some(format!("\\x{}", hex::encode(b))),
+        other => Some(other.to_string()),
+    }
+}
+
+type MyQuery<'q> = sqlx::query::Query<'q, sqlx::MySql, sqlx::mysql::MySqlArguments>;
+type LiteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+pub fn bind_my<'q>(q: MyQuery<'q>, v: &Value) -> MyQuery<'q> {
+    match v {
+        Value::Null => q.bind(None::<String>),
+        Value::Bool(b) => q.bind(*b),
+        Value::Int(i) => q.bind(*i),
+        Value::Float(f) => q.bind(*f),
+        Value::Decimal(s) | Value::Text(s) => q.bind(s.clone()),
+        Value::Bytes(b) => q.bind(b.clone()),
+        Value::Date(d) => q.bind(*d),
+        Value::Time(t) => q.bind(t.format("%H:%M:%S%.f").to_string()),
+        Value::Timestamp(t) => q.bind(*t),
+        // The session zone is UTC, so TIMESTAMP columns compare in UTC.
+        Value::TimestampTz(t) => q.bind(t.naive_utc()),
+    }
+}
+
+pub fn bind_lite<'q>(q: LiteQuery<'q>, v: &Value) -> LiteQuery<'q> {
+    match v {
+        Value::Null => q.bind(None::<String>),
+        Value::Bool(b) => q.bind(*b),
+        Value::Int(i) => q.bind(*i),
+        Value::Float(f) => q.bind(*f),
+        Value::Bytes(b) => q.bind(b.clone()),
+        other => q.bind(other.to_string()),
+    }
+}
+
+fn parse_text_as(kind: Kind, s: String) -> Value {
+    let zero = crate::mapping::datetime::is_zero_or_empty(&s);
+    match kind {
+        Kind::Decimal | Kind::BigUnsigned => Value::Decimal(s),
+        Kind::Timestamp | Kind::TimestampTz if zero => Value::Null,
+        Kind::Date if zero => Value::Null,
+        Kind::Timestamp => match NaiveDateTime::parse_from_str(&s, "%Y-%m-%d %H:%M:%S%.f") {
+            Ok(t) => Value::Timestamp(t),
+            Err(_) => Value::Text(s),
+        },
+        Kind::TimestampTz => match NaiveDateTime::parse_from_str(&s, "%Y-%m-%d %H:%M:%S%.f") {
+            Ok(t) => Value::TimestampTz(t.and_utc().fixed_offset()),
+            Err(_) => Value::Text(s),
+        },
+        Kind::Date => match NaiveDate::parse_from_str(&s, "%Y-%m-%d") {
+            Ok(d) => Value::Date(d),
+            Err(_) => Value::Text(s),
+        },
+        _ => Value::Text(s),
+    }
+}
+
+fn decode_pg(r: &sqlx::postgres::PgRow, decs: &[Dec]) -> anyhow::Result<Vec<Value>> {
+    let mut out = Vec::with_capacity(decs.len());
+    for (i, d) in decs.iter().enumerate() {
+        let v = match d {
+            Dec::I16 => r
+                .try_get::<Option<i16>, _>(i)?
+                .map(|x| Value::Int(x as i64)),
+            Dec::I32 => r
+                .try_get::<Option<i32>, _>(i)?
+                .map(|x| Value::Int(x as i64)),
+            Dec::I64 => r.try_get::<Option<i64>, _>(i)?.map(Value::Int),
+            Dec::F32 => r
+                .try_get::<Option<f32>, _>(i)?
+                .map(|x| Value::Float(x as f64)),
+            Dec::F64 => r.try_get::<Option<f64>, _>(i)?.map(Value::Float),
+            Dec::Bool => r.try_get::<Option<bool>, _>(i)?.map(Value::Bool),
+            Dec::Text => r.try_get::<Option<String>, _>(i)?.map(Value::Text),
+            Dec::Bytes => r.try_get::<Option<Vec<u8>>, _>(i)?.map(Value::Bytes),
+            Dec::Date => r.try_get::<Option<NaiveDate>, _>(i)?.map(Value::Date),
+            Dec::Ts => r
+                .try_get::<Option<NaiveDateTime>, _>(i)?
+                .map(Value::Timestamp),
+            Dec::TsTz => r
+                .try_get::<Option<chrono::DateTime<chrono::Utc>>, _>(i)?
+                .map(|t| Value::TimestampTz(t.fixed_offset())),
+            Dec::TextAs(k) => r
+                .try_get::<Option<String>, _>(i)?
+                .map(|s| parse_text_as(*k, s)),
+            Dec::Dynamic => unreachable!("dynamic decoding is SQLite's"),
+        };
+        out.push(v.unwrap_or(Value::Null));
+    }
+    Ok(out)
+}
+
+fn decode_my(r: &sqlx::mysql::MySqlRow, decs: &[Dec]) -> anyhow::Result<Vec<Value>> {
+    let mut out = Vec::with_capacity(decs.len());
+    for (i, d) in decs.iter().enumerate() {
+        let v = match d {
+            Dec::I64 => r.try_get::<Option<i64>, _>(i)?.map(Value::Int),
+            Dec::F32 => r
+                .try_get::<Option<f32>, _>(i)?
+                .map(|x| Value::Float(x as f64)),
+            Dec::F64 => r.try_get::<Option<f64>, _>(i)?.map(Value::Float),
+            Dec::Text => {
+                r.try_get_unchecked::<Option<&[u8]>, _>(i)?
+                    .map(|b| match std::str::from_utf8(b) {
+                        Ok(s) => Value::Text(s.to_string()),
+                        Err(_) => Value::Bytes(b.to_vec()),
+                    })
+            }
+            Dec::Bytes => r
+                .try_get_unchecked::<Option<Vec<u8>>, _>(i)?
+                .map(Value::Bytes),
+            Dec::TextAs(k) => r
+                .try_get_unchecked::<Option<&[u8]>, _>(i)?
+                .map(|b| parse_text_as(*k, String::from_utf8_lossy(b).into_owned())),
+            other => anyhow::bail!("internal: decoder {other:?} is not used for MySQL"),
+        };
+        out.push(v.unwrap_or(Value::Null));
+    }
+    Ok(out)
+}
+
+fn decode_lite(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<Vec<Value>> {
+    let n = r.columns().len();
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let raw = r.try_get_raw(i)?;
+        if raw.is_null() {
+            out.push(Value::Null);
+            continue;
+        }
+        let class = sqlx::TypeInfo::name(&*raw.type_info()).to_string();
+        let v = match class.as_str() {
+            "INTEGER" => Value::Int(r.try_get_unchecked::<i64, _>(i)?),
+            "REAL" => Value::Float(r.try_get_unchecked::<f64, _>(i)?),
+            "BLOB" => Value::Bytes(r.try_get_unchecked::<Vec<u8>, _>(i)?),
+            _ => Value::Text(r.try_get_unchecked::<String, _>(i)?),
+        };
+        out.push(v);
+    }
+    Ok(out)
+}

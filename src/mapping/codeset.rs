@@ -1,0 +1,168 @@
+//! Code sets: partner value → provincial value tables, loaded from
+//! `mappings/codesets/*.toml`. Each TOML table in a file is one code set:
+//!
+//! ```toml
+//! [channel]          # partner value = provincial value
+//! "01" = "phone"
+//! ```
+//!
+//! A mapping names a code set either qualified (`haikou.channel`: file
+//! `haikou.toml`, table `channel`) or bare (`channel`): a bare name is looked
+//! up in the file named after the mapping's partner first, then in the one
+//! other file that defines it (two such files is an ambiguity error).
+
+use crate::diag::{Diagnostic, Diagnostics, SourceFile};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+/// A code-set file as parsed: table → partner value → provincial value, with spans.
+type RawFile =
+    toml::Spanned<BTreeMap<String, toml::Spanned<BTreeMap<String, toml::Spanned<toml::Value>>>>>;
+
+/// One code set.
+#[derive(Debug)]
+pub struct CodeSet {
+    /// `file.table`, as reports name it.
+    pub name: String,
+    /// Partner value (trimmed) → provincial value.
+    pub values: HashMap<String, String>,
+}
+
+impl CodeSet {
+    pub fn lookup(&self, partner_value: &str) -> Option<&str> {
+        self.values.get(partner_value.trim()).map(String::as_str)
+    }
+}
+
+/// Every code set, by file stem and table.
+#[derive(Debug, Default)]
+pub struct CodeSets {
+    /// file stem → table → set
+    files: BTreeMap<String, BTreeMap<String, Arc<CodeSet>>>,
+    /// Digest input: (file name, text) of every file read, for the exchange log.
+    pub sources: Vec<(String, String)>,
+}
+
+impl CodeSets {
+    /// Loads every `*.toml` in `dir`; a missing directory is an empty set.
+    pub fn load(dir: &Path, diags: &mut Diagnostics) -> CodeSets {
+        let mut sets = CodeSets::default();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return sets;
+        };
+        let mut paths: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            let file = match SourceFile::read(&path) {
+                Ok(f) => f,
+                Err(d) => {
+                    diags.push(d);
+                    continue;
+                }
+            };
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("")
+                .to_string();
+            sets.sources
+                .push((format!("codesets/{stem}.toml"), file.text.clone()));
+            let doc: RawFile = match toml::from_str(&file.text) {
+                Ok(d) => d,
+                Err(e) => {
+                    let mut d = file.toml_error(&e);
+                    d.message = format!("{} (a code-set file holds tables of \"partner value\" = \"provincial value\")", d.message);
+                    diags.push(d);
+                    continue;
+                }
+            };
+            let mut tables = BTreeMap::new();
+            for (table, entries) in doc.into_inner() {
+                let mut values = HashMap::new();
+                for (k, v) in entries.into_inner() {
+                    let span = v.span();
+                    match v.into_inner() {
+                        toml::Value::String(s) => {
+                            values.insert(k.trim().to_string(), s);
+                        }
+                        toml::Value::Integer(i) => {
+                            values.insert(k.trim().to_string(), i.to_string());
+                        }
+                        other => diags.push(file.at(
+                            span,
+                            format!(
+                                "code set `{table}`: value of `{k}` is a {}, expected a string",
+                                other.type_str()
+                            ),
+                        )),
+                    }
+                }
+                tables.insert(
+                    table.clone(),
+                    Arc::new(CodeSet {
+                        name: format!("{stem}.{table}"),
+                        values,
+                    }),
+                );
+            }
+            sets.files.insert(stem, tables);
+        }
+        sets
+    }
+
+    /// Resolves a code-set reference from a mapping of `partner`.
+    pub fn resolve(&self, reference: &str, partner: &str) -> Result<Arc<CodeSet>, String> {
+        if let Some((file, table)) = reference.split_once('.') {
+            return self
+                .files
+                .get(file)
+                .and_then(|t| t.get(table))
+                .cloned()
+                .ok_or_else(|| format!("code set `{reference}` not found (no table `{table}` in codesets/{file}.toml)"));
+        }
+        if let Some(set) = self.files.get(partner).and_then(|t| t.get(reference)) {
+            return Ok(set.clone());
+        }
+        let found: Vec<&Arc<CodeSet>> = self
+            .files
+            .values()
+            .filter_map(|t| t.get(reference))
+            .collect();
+        match found.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(format!(
+                "code set `{reference}` not found in mappings/codesets/ (known: {})",
+                self.known().join(", ")
+            )),
+            many => Err(format!(
+                "code set `{reference}` is ambiguous: defined as {}; write the qualified name",
+                many.iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            )),
+        }
+    }
+
+    fn known(&self) -> Vec<String> {
+        let v: Vec<String> = self
+            .files
+            .values()
+            .flat_map(|t| t.values().map(|s| s.name.clone()))
+            .collect();
+        if v.is_empty() {
+            vec!["none".into()]
+        } else {
+            v
+        }
+    }
+}
+
+/// Used by tests and by `hlx check` to report a code-set problem in a file.
+pub fn unknown_set(file: &SourceFile, span: std::ops::Range<usize>, msg: String) -> Diagnostic {
+    file.at(span, msg)
+}

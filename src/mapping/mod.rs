@@ -1,0 +1,971 @@
+//! Mappings: the declarative description of one exchange, from a TOML file
+//! that a DBA writes, to the checked [`Mapping`] the engine runs.
+//!
+//! Loading goes raw → checked: serde reads the file into `Raw*` structs
+//! (unknown keys refused, spans kept), then [`compile`] checks names,
+//! identifiers, rules and references and reports every problem with its
+//! file, line and column. The engine never sees an unchecked mapping.
+//!
+//! Mapping a row ([`Mapping::map_row`]) is pure: no I/O, table-driven tests.
+
+pub mod appeal_code;
+pub mod codeset;
+pub mod datetime;
+pub mod mask;
+pub mod rules;
+
+use crate::config::{Defaults, Duration, OnReject, RejectLimit, Schedule};
+use crate::diag::{Diagnostic, Diagnostics, SourceFile};
+use crate::ident::{Ident, TableName};
+use crate::value::Value;
+use chrono::FixedOffset;
+use codeset::CodeSets;
+use datetime::DatetimeSpec;
+use indexmap::IndexMap;
+use rules::{Field, Input, MaskKind, Rejection, Transform};
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// Which way the rows move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// partner → province (single receive)
+    Pull,
+    /// province → partner (single push)
+    Push,
+    /// both ways
+    Both,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Pull => "pull",
+            Direction::Push => "push",
+            Direction::Both => "both",
+        }
+    }
+}
+
+/// What happens to the target row when the source marks a row deleted.
+#[derive(Debug, Clone)]
+pub enum OnDelete {
+    /// `DELETE` the target row.
+    Delete,
+    /// Set a column instead (soft delete on the target side too).
+    Mark { column: Ident, value: Value },
+}
+
+/// The source side: the table read and the columns it needs.
+#[derive(Debug, Clone)]
+pub struct SourceSpec {
+    pub table: TableName,
+    /// Every source column the mapping reads, in the order rows hold them.
+    pub columns: Vec<Ident>,
+    /// Indexes into `columns`.
+    pub key: Vec<usize>,
+    /// Index into `columns`; `None` means every run reads the whole table.
+    pub watermark: Option<usize>,
+    /// Soft-delete marker: the column (index) and the text value meaning deleted.
+    pub deleted: Option<(usize, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TargetSpec {
+    pub table: TableName,
+    /// Indexes into the mapping's fields.
+    pub key: Vec<usize>,
+    pub on_delete: OnDelete,
+}
+
+/// A test case carried by the mapping file.
+#[derive(Debug, Clone)]
+pub struct MappingTest {
+    pub name: String,
+    pub line: (usize, usize),
+    /// Source column (as written) → value.
+    pub input: Vec<(String, Value)>,
+    pub expect: Vec<(String, String)>,
+    /// Expected rejection: a field name or a word of the reason.
+    pub reject: Option<String>,
+    /// Expected to be a soft delete.
+    pub deleted: bool,
+}
+
+/// A checked mapping.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    pub name: String,
+    pub partner: String,
+    pub title: Option<String>,
+    pub direction: Direction,
+    pub enabled: bool,
+    pub file: PathBuf,
+    /// SHA-256 (hex) of the mapping file's text, and of the code sets it uses.
+    pub digest: String,
+    pub schedule: Schedule,
+    pub batch_size: usize,
+    pub lookback: Duration,
+    pub on_reject: OnReject,
+    pub reject_limit: RejectLimit,
+    /// The partner's zone: naive source times are wall-clock time there.
+    pub zone: FixedOffset,
+    pub source: SourceSpec,
+    pub target: TargetSpec,
+    pub fields: Vec<Field>,
+    pub tests: Vec<MappingTest>,
+}
+
+/// The outcome of mapping one source row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mapped {
+    /// A row to upsert, in field order, with its checksum.
+    Row {
+        values: Vec<Value>,
+        checksum: [u8; 32],
+    },
+    /// The source marks the row deleted; the target key values.
+    Deleted { key: Vec<Value> },
+}
+
+/// The checksum recorded for a deleted row.
+pub fn deleted_checksum() -> [u8; 32] {
+    Sha256::digest(b"hlx:deleted").into()
+}
+
+impl Mapping {
+    /// Maps one source row (values in `source.columns` order).
+    pub fn map_row(&self, row: &[Value]) -> Result<Mapped, Rejection> {
+        if let Some((col, marker)) = &self.source.deleted {
+            if row[*col].as_text().is_some_and(|t| t.trim() == marker) {
+                let mut key = Vec::with_capacity(self.target.key.len());
+                for &k in &self.target.key {
+                    key.push(self.fields[k].apply(row, self.zone)?);
+                }
+                return Ok(Mapped::Deleted { key });
+            }
+        }
+        let mut values = Vec::with_capacity(self.fields.len());
+        let mut h = Sha256::new();
+        for f in &self.fields {
+            let v = f.apply(row, self.zone)?;
+            h.update(f.target.as_str().as_bytes());
+            h.update([0x1f]);
+            v.write_canonical(&mut |b| h.update(b));
+            h.update([0x1e]);
+            values.push(v);
+        }
+        Ok(Mapped::Row {
+            values,
+            checksum: h.finalize().into(),
+        })
+    }
+
+    /// The row's key as stored in hlx's state: the text of a one-column key,
+    /// a JSON array for a composite key.
+    pub fn row_key(&self, row: &[Value]) -> String {
+        if let [k] = self.source.key.as_slice() {
+            return row[*k].to_string();
+        }
+        let parts: Vec<serde_json::Value> = self
+            .source
+            .key
+            .iter()
+            .map(|&k| serde_json::Value::String(row[k].to_string()))
+            .collect();
+        serde_json::Value::Array(parts).to_string()
+    }
+
+    /// The raw row as JSON (for the quarantine), personal columns masked
+    /// where a field declares a mask on them.
+    pub fn raw_json(&self, row: &[Value]) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        for (i, c) in self.source.columns.iter().enumerate() {
+            m.insert(c.to_string(), row[i].to_json());
+        }
+        serde_json::Value::Object(m)
+    }
+
+    /// Runs the mapping's own `[[test]]` cases; returns one message per failure.
+    pub fn run_tests(&self) -> Vec<String> {
+        let mut failures = Vec::new();
+        for t in &self.tests {
+            let mut row = vec![Value::Null; self.source.columns.len()];
+            for (col, v) in &t.input {
+                match self
+                    .source
+                    .columns
+                    .iter()
+                    .position(|c| c.as_str().eq_ignore_ascii_case(col))
+                {
+                    Some(i) => row[i] = v.clone(),
+                    None => failures.push(format!(
+                        "test `{}`: input column `{col}` is not read by the mapping",
+                        t.name
+                    )),
+                }
+            }
+            let at = format!("{}:{}:{}", self.file.display(), t.line.0, t.line.1);
+            match (self.map_row(&row), &t.reject) {
+                (Ok(Mapped::Row { values, .. }), None) => {
+                    if t.deleted {
+                        failures.push(format!(
+                            "{at}: test `{}`: expected a deleted row, got a row",
+                            t.name
+                        ));
+                    }
+                    for (field, want) in &t.expect {
+                        match self.fields.iter().position(|f| f.target.as_str() == field) {
+                            Some(i) => {
+                                let got = values[i].to_string();
+                                if &got != want {
+                                    failures.push(format!("{at}: test `{}`: field `{field}`: expected `{want}`, got `{got}`", t.name));
+                                }
+                            }
+                            None => failures.push(format!(
+                                "{at}: test `{}`: `{field}` is not a field of the mapping",
+                                t.name
+                            )),
+                        }
+                    }
+                }
+                (Ok(Mapped::Deleted { .. }), None) => {
+                    if !t.deleted {
+                        failures.push(format!(
+                            "{at}: test `{}`: the row was read as deleted",
+                            t.name
+                        ));
+                    }
+                }
+                (Ok(_), Some(want)) => failures.push(format!(
+                    "{at}: test `{}`: expected a rejection ({want}), but the row was accepted",
+                    t.name
+                )),
+                (Err(r), None) => failures.push(format!("{at}: test `{}`: rejected: {r}", t.name)),
+                (Err(r), Some(want)) => {
+                    let text = r.to_string();
+                    if r.field != *want && !text.contains(want.as_str()) {
+                        failures.push(format!(
+                            "{at}: test `{}`: expected a rejection of `{want}`, got: {text}",
+                            t.name
+                        ));
+                    }
+                }
+            }
+        }
+        failures
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Raw file shapes
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMapping {
+    name: Spanned<String>,
+    partner: Spanned<String>,
+    #[serde(default)]
+    direction: Option<Spanned<String>>,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    schedule: Option<Spanned<String>>,
+    #[serde(default)]
+    batch_size: Option<Spanned<i64>>,
+    #[serde(default)]
+    lookback: Option<Spanned<String>>,
+    #[serde(default)]
+    on_reject: Option<Spanned<String>>,
+    #[serde(default)]
+    reject_limit: Option<crate::config::RawRejectLimit>,
+    source: Spanned<RawSource>,
+    target: Spanned<RawTarget>,
+    fields: Spanned<IndexMap<Spanned<String>, Spanned<RawField>>>,
+    #[serde(default, rename = "test")]
+    tests: Vec<Spanned<RawTest>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    table: Spanned<String>,
+    key: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    watermark: Option<Spanned<String>>,
+    #[serde(default)]
+    deleted: Option<Spanned<RawDeleted>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeleted {
+    column: Spanned<String>,
+    equals: Spanned<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    table: Spanned<String>,
+    key: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    on_delete: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTest {
+    name: String,
+    input: toml::Table,
+    #[serde(default)]
+    expect: Option<toml::Table>,
+    #[serde(default)]
+    reject: Option<String>,
+    #[serde(default)]
+    deleted: Option<bool>,
+}
+
+/// `field = "COL"` or `field = { … }`.
+enum RawField {
+    From(String),
+    Rule(Box<RawRule>),
+}
+
+impl<'de> Deserialize<'de> for RawField {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawField;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a source column name or a table of rules, e.g. { from = \"COL\", required = true }")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<RawField, E> {
+                Ok(RawField::From(s.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<RawField, A::Error> {
+                RawRule::deserialize(de::value::MapAccessDeserializer::new(m))
+                    .map(|r| RawField::Rule(Box::new(r)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    #[serde(default)]
+    from: Option<Spanned<String>>,
+    #[serde(default)]
+    value: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    trim: Option<bool>,
+    #[serde(default)]
+    null_if: Option<Vec<String>>,
+    #[serde(default)]
+    pattern: Option<Spanned<String>>,
+    #[serde(default)]
+    datetime: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    codeset: Option<Spanned<String>>,
+    #[serde(default)]
+    default: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    appeal_code: Option<bool>,
+    #[serde(default)]
+    mask: Option<Spanned<String>>,
+    #[serde(default)]
+    personal: Option<Spanned<String>>,
+    #[serde(default)]
+    required: Option<bool>,
+    #[serde(default)]
+    max_chars: Option<Spanned<i64>>,
+    #[serde(default)]
+    protect: Option<Spanned<String>>,
+    #[serde(default)]
+    hash: Option<Spanned<String>>,
+}
+
+// ---------------------------------------------------------------------------
+// Loading and checking
+
+/// What a mapping is checked against.
+pub struct Context<'a> {
+    pub defaults: &'a Defaults,
+    /// Partner name → (zone, schedule override, batch size override)
+    pub partner: &'a dyn Fn(&str) -> Option<crate::config::PartnerDefaults>,
+    pub codesets: &'a CodeSets,
+}
+
+/// Loads and checks one mapping file; problems go to `diags`.
+pub fn load(path: &Path, ctx: &Context, diags: &mut Diagnostics) -> Option<Mapping> {
+    let file = match SourceFile::read(path) {
+        Ok(f) => f,
+        Err(d) => {
+            diags.push(d);
+            return None;
+        }
+    };
+    let raw: RawMapping = match toml::from_str(&file.text) {
+        Ok(r) => r,
+        Err(e) => {
+            diags.push(file.toml_error(&e));
+            return None;
+        }
+    };
+    let before = diags.errors();
+    let m = compile(&file, raw, ctx, diags);
+    if diags.errors() > before {
+        None
+    } else {
+        m
+    }
+}
+
+fn ident(
+    file: &SourceFile,
+    s: &Spanned<String>,
+    what: &str,
+    diags: &mut Diagnostics,
+) -> Option<Ident> {
+    match Ident::parse(s.get_ref()) {
+        Ok(i) => Some(i),
+        Err(e) => {
+            diags.push(file.at(s.span(), format!("{what}: {e}")));
+            None
+        }
+    }
+}
+
+fn table(
+    file: &SourceFile,
+    s: &Spanned<String>,
+    what: &str,
+    diags: &mut Diagnostics,
+) -> Option<TableName> {
+    match TableName::parse(s.get_ref()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            diags.push(file.at(s.span(), format!("{what}: {e}")));
+            None
+        }
+    }
+}
+
+fn toml_to_value(v: &toml::Value) -> Value {
+    match v {
+        toml::Value::String(s) => Value::Text(s.clone()),
+        toml::Value::Integer(i) => Value::Int(*i),
+        toml::Value::Float(f) => Value::Float(*f),
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::Datetime(d) => Value::Text(d.to_string()),
+        other => Value::Text(other.to_string()),
+    }
+}
+
+fn toml_to_text(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+static NAME_RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"^[a-z0-9_]+(\.[a-z0-9_]+)*$").expect("static regex")
+});
+
+fn compile(
+    file: &SourceFile,
+    raw: RawMapping,
+    ctx: &Context,
+    diags: &mut Diagnostics,
+) -> Option<Mapping> {
+    let name = raw.name.get_ref().clone();
+    if !NAME_RE.is_match(&name) {
+        diags.push(file.at(raw.name.span(), format!("mapping name `{name}`: expected lower-case letters, digits, `_`, in dot-separated parts (e.g. `haikou.work_order`)")));
+    }
+    let partner_name = raw.partner.get_ref().clone();
+    let partner = (ctx.partner)(&partner_name);
+    if partner.is_none() {
+        diags.push(file.at(
+            raw.partner.span(),
+            format!(
+                "partner `{partner_name}` is not declared in exchange.toml ([[partner]] name = …)"
+            ),
+        ));
+    }
+    let direction = match raw.direction.as_ref().map(|d| d.get_ref().as_str()) {
+        None | Some("pull") => Direction::Pull,
+        Some("push") | Some("both") => {
+            let d = raw.direction.as_ref().expect("some");
+            diags.push(file.at(
+                d.span(),
+                format!(
+                    "direction = \"{}\" is not available in this version of hlx (only \"pull\")",
+                    d.get_ref()
+                ),
+            ));
+            Direction::Pull
+        }
+        Some(other) => {
+            let d = raw.direction.as_ref().expect("some");
+            diags.push(file.at(
+                d.span(),
+                format!("direction `{other}`: expected \"pull\", \"push\" or \"both\""),
+            ));
+            Direction::Pull
+        }
+    };
+    let pd = partner.unwrap_or_default();
+    let d = ctx.defaults;
+    let schedule = match &raw.schedule {
+        Some(s) => match Schedule::parse(s.get_ref()) {
+            Ok(v) => v,
+            Err(e) => {
+                diags.push(file.at(s.span(), e));
+                d.schedule.clone()
+            }
+        },
+        None => pd.schedule.unwrap_or_else(|| d.schedule.clone()),
+    };
+    let batch_size = match &raw.batch_size {
+        Some(b) if (1..=1_000_000).contains(b.get_ref()) => *b.get_ref() as usize,
+        Some(b) => {
+            diags.push(file.at(
+                b.span(),
+                format!("batch_size {}: expected 1 to 1000000", b.get_ref()),
+            ));
+            d.batch_size
+        }
+        None => pd.batch_size.unwrap_or(d.batch_size),
+    };
+    let lookback = match &raw.lookback {
+        Some(s) => match Duration::parse(s.get_ref()) {
+            Ok(v) => v,
+            Err(e) => {
+                diags.push(file.at(s.span(), e));
+                d.lookback
+            }
+        },
+        None => pd.lookback.unwrap_or(d.lookback),
+    };
+    let on_reject = match &raw.on_reject {
+        Some(s) => match OnReject::parse(s.get_ref()) {
+            Ok(v) => v,
+            Err(e) => {
+                diags.push(file.at(s.span(), e));
+                d.on_reject
+            }
+        },
+        None => d.on_reject,
+    };
+    let reject_limit = match &raw.reject_limit {
+        Some(r) => r.check().unwrap_or_else(|e| {
+            diags.push(Diagnostic::file(&file.path, e));
+            d.reject_limit
+        }),
+        None => d.reject_limit,
+    };
+    let zone = pd.zone.unwrap_or(d.timezone);
+
+    // Source columns: key, watermark, deleted marker, then every `from`, in first-use order.
+    let mut columns: Vec<Ident> = Vec::new();
+    let mut col_index = |id: Ident| -> usize {
+        match columns
+            .iter()
+            .position(|c| c.as_str().eq_ignore_ascii_case(id.as_str()))
+        {
+            Some(i) => i,
+            None => {
+                columns.push(id);
+                columns.len() - 1
+            }
+        }
+    };
+    let src = raw.source.get_ref();
+    let src_table = table(file, &src.table, "[source] table", diags);
+    if src.key.get_ref().is_empty() {
+        diags.push(file.at(
+            src.key.span(),
+            "[source] key: at least one column is needed",
+        ));
+    }
+    let mut src_key = Vec::new();
+    for k in src.key.get_ref() {
+        if let Some(id) = ident(file, k, "[source] key", diags) {
+            src_key.push(col_index(id));
+        }
+    }
+    let watermark = src
+        .watermark
+        .as_ref()
+        .and_then(|w| ident(file, w, "[source] watermark", diags))
+        .map(&mut col_index);
+    let deleted = match &src.deleted {
+        Some(del) => {
+            let del = del.get_ref();
+            ident(file, &del.column, "[source] deleted.column", diags)
+                .map(|id| (col_index(id), toml_to_text(del.equals.get_ref())))
+        }
+        None => None,
+    };
+
+    let mut fields: Vec<Field> = Vec::new();
+    for (target, spec) in raw.fields.get_ref() {
+        let Some(target_id) = ident(file, target, "field name", diags) else {
+            continue;
+        };
+        if fields
+            .iter()
+            .any(|f| f.target.as_str().eq_ignore_ascii_case(target_id.as_str()))
+        {
+            diags.push(file.at(
+                target.span(),
+                format!("field `{target_id}` is defined twice"),
+            ));
+            continue;
+        }
+        let field = match spec.get_ref() {
+            RawField::From(col) => {
+                let Ok(id) = Ident::parse(col) else {
+                    diags.push(file.at(
+                        spec.span(),
+                        format!("field `{target_id}`: {}", Ident::parse(col).unwrap_err()),
+                    ));
+                    continue;
+                };
+                Field {
+                    target: target_id,
+                    from: Some(id.to_string()),
+                    input: Input::Column(col_index(id)),
+                    trim: false,
+                    null_if: vec![],
+                    pattern: None,
+                    transform: Transform::None,
+                    required: false,
+                    max_chars: None,
+                    personal: None,
+                }
+            }
+            RawField::Rule(r) => match compile_rule(
+                file,
+                &target_id,
+                spec.span(),
+                r,
+                &partner_name,
+                ctx,
+                &mut col_index,
+                diags,
+            ) {
+                Some(f) => f,
+                None => continue,
+            },
+        };
+        fields.push(field);
+    }
+    if fields.is_empty() {
+        diags.push(file.at(
+            raw.fields.span(),
+            "[fields] is empty: map at least the target key",
+        ));
+    }
+
+    let tgt = raw.target.get_ref();
+    let tgt_table = table(file, &tgt.table, "[target] table", diags);
+    let mut tgt_key = Vec::new();
+    if tgt.key.get_ref().is_empty() {
+        diags.push(file.at(
+            tgt.key.span(),
+            "[target] key: at least one column is needed",
+        ));
+    }
+    for k in tgt.key.get_ref() {
+        match fields
+            .iter()
+            .position(|f| f.target.as_str().eq_ignore_ascii_case(k.get_ref()))
+        {
+            Some(i) => tgt_key.push(i),
+            None => diags.push(file.at(
+                k.span(),
+                format!("[target] key `{}` is not one of the [fields]", k.get_ref()),
+            )),
+        }
+    }
+    let on_delete = match &tgt.on_delete {
+        None => OnDelete::Delete,
+        Some(v) => {
+            match v.get_ref() {
+                toml::Value::String(s) if s == "delete" => OnDelete::Delete,
+                toml::Value::Table(t) => {
+                    let col = t.get("column").and_then(|c| c.as_str()).map(Ident::parse);
+                    let val = t.get("value");
+                    match (col, val, t.len()) {
+                        (Some(Ok(column)), Some(value), 2) => OnDelete::Mark {
+                            column,
+                            value: toml_to_value(value),
+                        },
+                        _ => {
+                            diags.push(file.at(v.span(), "[target] on_delete: expected \"delete\" or { column = \"NAME\", value = … }"));
+                            OnDelete::Delete
+                        }
+                    }
+                }
+                _ => {
+                    diags.push(file.at(v.span(), "[target] on_delete: expected \"delete\" or { column = \"NAME\", value = … }"));
+                    OnDelete::Delete
+                }
+            }
+        }
+    };
+
+    let mut tests = Vec::new();
+    for t in &raw.tests {
+        let line = file.locate(t.span().start);
+        let rt = t.get_ref();
+        if rt.expect.is_some() == rt.reject.is_some() && !rt.deleted.unwrap_or(false) {
+            diags.push(file.at(
+                t.span(),
+                format!(
+                    "test `{}`: give either `expect = {{ … }}` or `reject = \"field\"`",
+                    rt.name
+                ),
+            ));
+            continue;
+        }
+        tests.push(MappingTest {
+            name: rt.name.clone(),
+            line,
+            input: rt
+                .input
+                .iter()
+                .map(|(k, v)| (k.clone(), toml_to_value(v)))
+                .collect(),
+            expect: rt
+                .expect
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), toml_to_text(v)))
+                .collect(),
+            reject: rt.reject.clone(),
+            deleted: rt.deleted.unwrap_or(false),
+        });
+    }
+
+    let mut h = Sha256::new();
+    h.update(file.text.as_bytes());
+    for (name, text) in &ctx.codesets.sources {
+        h.update(name.as_bytes());
+        h.update(text.as_bytes());
+    }
+    Some(Mapping {
+        name,
+        partner: partner_name,
+        title: raw.title,
+        direction,
+        enabled: raw.enabled.unwrap_or(true),
+        file: file.path.clone(),
+        digest: hex::encode(h.finalize()),
+        schedule,
+        batch_size,
+        lookback,
+        on_reject,
+        reject_limit,
+        zone,
+        source: SourceSpec {
+            table: src_table?,
+            columns,
+            key: src_key,
+            watermark,
+            deleted,
+        },
+        target: TargetSpec {
+            table: tgt_table?,
+            key: tgt_key,
+            on_delete,
+        },
+        fields,
+        tests,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn compile_rule(
+    file: &SourceFile,
+    target: &Ident,
+    span: std::ops::Range<usize>,
+    r: &RawRule,
+    partner: &str,
+    ctx: &Context,
+    col_index: &mut dyn FnMut(Ident) -> usize,
+    diags: &mut Diagnostics,
+) -> Option<Field> {
+    let before = diags.errors();
+    let err = |diags: &mut Diagnostics, sp: std::ops::Range<usize>, m: String| {
+        diags.push(file.at(sp, format!("field `{target}`: {m}")))
+    };
+    let (input, from) = match (&r.from, &r.value) {
+        (Some(c), None) => match Ident::parse(c.get_ref()) {
+            Ok(id) => (Input::Column(col_index(id.clone())), Some(id.to_string())),
+            Err(e) => {
+                err(diags, c.span(), e);
+                return None;
+            }
+        },
+        (None, Some(v)) => (Input::Const(toml_to_value(v.get_ref())), None),
+        (Some(_), Some(v)) => {
+            err(diags, v.span(), "give `from` or `value`, not both".into());
+            return None;
+        }
+        (None, None) => {
+            err(
+                diags,
+                span,
+                "needs `from = \"COLUMN\"` or `value = …`".into(),
+            );
+            return None;
+        }
+    };
+    let mut transforms: Vec<(Transform, std::ops::Range<usize>)> = Vec::new();
+    if let Some(dt) = &r.datetime {
+        let spec = match dt.get_ref() {
+            toml::Value::Boolean(true) => Some(DatetimeSpec::Auto),
+            toml::Value::String(s) => Some(DatetimeSpec::Formats(vec![s.clone()])),
+            toml::Value::Array(a) if !a.is_empty() && a.iter().all(|x| x.is_str()) => {
+                Some(DatetimeSpec::Formats(
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect(),
+                ))
+            }
+            _ => None,
+        };
+        match spec {
+            Some(s) => {
+                if let DatetimeSpec::Formats(fs) = &s {
+                    for f in fs {
+                        if let Some(bad) = check_chrono_format(f) {
+                            err(diags, dt.span(), bad);
+                        }
+                    }
+                }
+                transforms.push((Transform::Datetime(s), dt.span()));
+            }
+            None => err(
+                diags,
+                dt.span(),
+                "datetime: expected a format such as \"%Y%m%d%H%M%S\", a list of formats, or true"
+                    .into(),
+            ),
+        }
+    }
+    if let Some(cs) = &r.codeset {
+        let default = r.default.as_ref().map(|d| toml_to_text(d.get_ref()));
+        match ctx.codesets.resolve(cs.get_ref(), partner) {
+            Ok(set) => transforms.push((Transform::Codeset { set, default }, cs.span())),
+            Err(e) => err(diags, cs.span(), e),
+        }
+    } else if let Some(d) = &r.default {
+        err(diags, d.span(), "`default` goes with `codeset`".into());
+    }
+    if r.appeal_code == Some(true) {
+        transforms.push((Transform::AppealCode, span.clone()));
+    }
+    if let Some(m) = &r.mask {
+        match MaskKind::parse(m.get_ref()) {
+            Some(k) => transforms.push((Transform::Mask(k), m.span())),
+            None => err(
+                diags,
+                m.span(),
+                format!(
+                    "mask `{}`: expected \"phone\", \"id\" or \"name\"",
+                    m.get_ref()
+                ),
+            ),
+        }
+    }
+    for (what, v) in [("protect", &r.protect), ("hash", &r.hash)] {
+        if let Some(v) = v {
+            err(diags, v.span(), format!("`{what} = \"{}\"` is not available in this version of hlx (field protection is planned); use `mask` for now", v.get_ref()));
+        }
+    }
+    if transforms.len() > 1 {
+        err(diags, transforms[1].1.clone(), "a field takes one transform (datetime, codeset, appeal_code or mask); split it into two fields".into());
+    }
+    let pattern = match &r.pattern {
+        Some(p) => match regex::Regex::new(p.get_ref()) {
+            Ok(re) => Some(re),
+            Err(e) => {
+                err(diags, p.span(), format!("pattern: {e}"));
+                None
+            }
+        },
+        None => None,
+    };
+    let max_chars = match &r.max_chars {
+        Some(m) if *m.get_ref() > 0 => Some(*m.get_ref() as usize),
+        Some(m) => {
+            err(diags, m.span(), "max_chars must be positive".into());
+            None
+        }
+        None => None,
+    };
+    let mask_kind = transforms.iter().find_map(|(t, _)| match t {
+        Transform::Mask(k) => Some(*k),
+        _ => None,
+    });
+    let personal = match &r.personal {
+        Some(p) => match MaskKind::parse(p.get_ref()) {
+            Some(k) => Some(k),
+            None => {
+                err(
+                    diags,
+                    p.span(),
+                    format!(
+                        "personal `{}`: expected \"phone\", \"id\" or \"name\"",
+                        p.get_ref()
+                    ),
+                );
+                None
+            }
+        },
+        None => mask_kind,
+    };
+    if diags.errors() > before {
+        return None;
+    }
+    Some(Field {
+        target: target.clone(),
+        input,
+        from,
+        trim: r.trim.unwrap_or(false),
+        null_if: r.null_if.clone().unwrap_or_default(),
+        pattern,
+        transform: transforms
+            .into_iter()
+            .next()
+            .map(|t| t.0)
+            .unwrap_or(Transform::None),
+        required: r.required.unwrap_or(false),
+        max_chars,
+        personal,
+    })
+}
+
+/// chrono panics on nothing but reports bad formats only when used; check
+/// the specifiers up front so a typo is a config error, not a rejected table.
+fn check_chrono_format(f: &str) -> Option<String> {
+    use chrono::format::{Item, StrftimeItems};
+    if StrftimeItems::new(f).any(|i| matches!(i, Item::Error)) {
+        Some(format!(
+            "datetime format `{f}` has an unknown `%` specifier"
+        ))
+    } else {
+        None
+    }
+}

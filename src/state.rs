@@ -1,0 +1,811 @@
+//! hlx's own state in the provincial database (`hlx_` tables; schema `hlx`
+//! on PostgreSQL): mappings and their leases, watermark positions, row
+//! checksums, runs and the quarantine.
+//!
+//! Everything a batch changes (target rows, checksums, quarantine, the
+//! watermark position, the run's counters) is written in **one** transaction
+//! by the caller, through the `*_tx` functions here, so that a crash at any
+//! instant leaves the state describing exactly the rows that landed.
+
+use crate::db::sql::{exec, exec_pool, fetch, fetch_pool, Arg};
+use crate::db::{Engine, Pool, Tx};
+use crate::value::{format_naive, Value};
+use anyhow::Context as _;
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use std::collections::HashMap;
+
+/// Where a mapping has read to: the last (watermark, key) processed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Position {
+    pub wm: Value,
+    pub key: Vec<Value>,
+}
+
+impl Position {
+    pub fn to_json(&self) -> String {
+        serde_json::json!({ "wm": tag(&self.wm), "key": self.key.iter().map(tag).collect::<Vec<_>>() }).to_string()
+    }
+
+    pub fn from_json(s: &str) -> anyhow::Result<Position> {
+        let j: serde_json::Value =
+            serde_json::from_str(s).context("stored watermark position is not JSON")?;
+        let wm = untag(&j["wm"])?;
+        let key = j["key"]
+            .as_array()
+            .map(|a| a.iter().map(untag).collect::<Result<Vec<_>, _>>())
+            .transpose()?
+            .unwrap_or_default();
+        Ok(Position { wm, key })
+    }
+}
+
+/// A value with its type, so a stored watermark binds back as what it was.
+pub fn tag(v: &Value) -> serde_json::Value {
+    use serde_json::json;
+    match v {
+        Value::Null => serde_json::Value::Null,
+        Value::Bool(b) => json!({ "b": b }),
+        Value::Int(i) => json!({ "i": i }),
+        Value::Float(f) => json!({ "f": f }),
+        Value::Decimal(s) => json!({ "n": s }),
+        Value::Text(s) => json!({ "s": s }),
+        Value::Bytes(b) => json!({ "x": hex::encode(b) }),
+        Value::Date(d) => json!({ "d": d.to_string() }),
+        Value::Time(t) => json!({ "h": t.format("%H:%M:%S%.f").to_string() }),
+        Value::Timestamp(t) => json!({ "t": format_naive(t) }),
+        Value::TimestampTz(t) => json!({ "z": t.to_rfc3339() }),
+    }
+}
+
+pub fn untag(j: &serde_json::Value) -> anyhow::Result<Value> {
+    if j.is_null() {
+        return Ok(Value::Null);
+    }
+    let o = j.as_object().context("bad tagged value")?;
+    let (k, v) = o.iter().next().context("empty tagged value")?;
+    let s = || v.as_str().map(str::to_string).context("bad tagged value");
+    Ok(match k.as_str() {
+        "b" => Value::Bool(v.as_bool().unwrap_or(false)),
+        "i" => Value::Int(v.as_i64().context("bad int")?),
+        "f" => Value::Float(v.as_f64().context("bad float")?),
+        "n" => Value::Decimal(s()?),
+        "s" => Value::Text(s()?),
+        "x" => Value::Bytes(hex::decode(s()?)?),
+        "d" => Value::Date(NaiveDate::parse_from_str(&s()?, "%Y-%m-%d")?),
+        "h" => Value::Time(chrono::NaiveTime::parse_from_str(&s()?, "%H:%M:%S%.f")?),
+        "t" => Value::Timestamp(NaiveDateTime::parse_from_str(
+            &s()?,
+            "%Y-%m-%d %H:%M:%S%.f",
+        )?),
+        "z" => Value::TimestampTz(DateTime::parse_from_rfc3339(&s()?)?),
+        other => anyhow::bail!("unknown value tag `{other}`"),
+    })
+}
+
+/// The watermark moved back by the look-back window. Time types subtract;
+/// text watermarks that hold a timestamp (`yyyyMMddHHmmss`,
+/// `yyyy-MM-dd HH:mm:ss[.f]`) are parsed, moved and written back in their
+/// shape; integers and other text are not moved (the docs say so).
+pub fn minus(v: &Value, d: chrono::Duration) -> Value {
+    match v {
+        Value::Timestamp(t) => Value::Timestamp(*t - d),
+        Value::TimestampTz(t) => Value::TimestampTz(*t - d),
+        Value::Date(x) => {
+            Value::Date(*x - chrono::Duration::days((d.num_seconds() + 86399) / 86400))
+        }
+        Value::Text(s) => {
+            let t = s.trim();
+            if t.len() == 14 && t.bytes().all(|b| b.is_ascii_digit()) {
+                if let Ok(n) = NaiveDateTime::parse_from_str(t, "%Y%m%d%H%M%S") {
+                    return Value::Text((n - d).format("%Y%m%d%H%M%S").to_string());
+                }
+            }
+            for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
+                if let Ok(n) = NaiveDateTime::parse_from_str(t, f) {
+                    let sep = if t.as_bytes().get(10) == Some(&b'T') {
+                        "T"
+                    } else {
+                        " "
+                    };
+                    return Value::Text(
+                        (n - d)
+                            .format(&format!("%Y-%m-%d{sep}%H:%M:%S"))
+                            .to_string(),
+                    );
+                }
+            }
+            v.clone()
+        }
+        other => other.clone(),
+    }
+}
+
+/// Counters of a run; also the per-batch increments.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub batches: u64,
+    pub read: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub deleted: u64,
+    pub rejected: u64,
+    pub null_watermark: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, o: &Counts) {
+        self.batches += o.batches;
+        self.read += o.read;
+        self.inserted += o.inserted;
+        self.updated += o.updated;
+        self.unchanged += o.unchanged;
+        self.deleted += o.deleted;
+        self.rejected += o.rejected;
+        self.null_watermark += o.null_watermark;
+    }
+}
+
+/// A row for the quarantine.
+#[derive(Debug, Clone)]
+pub struct QuarantineEntry {
+    pub row_key: String,
+    pub raw: String,
+    pub digest: Vec<u8>,
+    pub field: Option<String>,
+    pub column: Option<String>,
+    pub rule: String,
+    pub value: Option<String>,
+    pub reason: String,
+}
+
+/// The state store.
+#[derive(Clone, Debug)]
+pub struct State {
+    pub pool: Pool,
+    /// `hlx.` on PostgreSQL.
+    p: &'static str,
+}
+
+static STATE_PG: sqlx::migrate::Migrator = sqlx::migrate!("migrations/state/postgres");
+static STATE_MY: sqlx::migrate::Migrator = sqlx::migrate!("migrations/state/mysql");
+static STATE_LITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/state/sqlite");
+static PROV_PG: sqlx::migrate::Migrator = sqlx::migrate!("migrations/province/postgres");
+static PROV_MY: sqlx::migrate::Migrator = sqlx::migrate!("migrations/province/mysql");
+static PROV_LITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/province/sqlite");
+
+/// Runs a migrator that shares `_sqlx_migrations` with the other set.
+async fn apply(m: &sqlx::migrate::Migrator, pool: &Pool) -> anyhow::Result<()> {
+    let mut m = sqlx::migrate::Migrator {
+        migrations: m.migrations.clone(),
+        ignore_missing: true,
+        locking: m.locking,
+        no_tx: m.no_tx,
+    };
+    m.set_ignore_missing(true);
+    match pool {
+        Pool::Pg(p) => m.run(p).await?,
+        Pool::My(p) => m.run(p).await?,
+        Pool::Lite(p) => m.run(p).await?,
+    }
+    Ok(())
+}
+
+fn now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+impl State {
+    pub fn new(pool: Pool) -> State {
+        let p = if pool.engine() == Engine::Postgres {
+            "hlx."
+        } else {
+            ""
+        };
+        State { pool, p }
+    }
+
+    /// Creates or upgrades hlx's state tables and, unless `state_only`, the
+    /// default provincial schema.
+    pub async fn migrate(&self, state_only: bool) -> anyhow::Result<()> {
+        let (s, p) = match self.pool.engine() {
+            Engine::Postgres => (&STATE_PG, &PROV_PG),
+            Engine::MySql => (&STATE_MY, &PROV_MY),
+            Engine::Sqlite => (&STATE_LITE, &PROV_LITE),
+        };
+        apply(s, &self.pool)
+            .await
+            .context("migrating hlx state tables")?;
+        if !state_only {
+            apply(p, &self.pool)
+                .await
+                .context("migrating the provincial schema")?;
+        }
+        Ok(())
+    }
+
+    fn t(&self, table: &str) -> String {
+        format!("{}{}", self.p, table)
+    }
+
+    /// The mapping's id, registering it on first use.
+    pub async fn mapping_id(&self, name: &str, partner: &str) -> anyhow::Result<i64> {
+        let q = format!("SELECT id FROM {} WHERE name = ?", self.t("hlx_mapping"));
+        if let Some(r) = fetch_pool(&self.pool, &q, &[name.into()]).await?.first() {
+            return r.i64(0)?.context("null mapping id");
+        }
+        let ins = match self.pool.engine() {
+            Engine::MySql => format!(
+                "INSERT IGNORE INTO {} (name, partner) VALUES (?, ?)",
+                self.t("hlx_mapping")
+            ),
+            _ => format!(
+                "INSERT INTO {} (name, partner) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                self.t("hlx_mapping")
+            ),
+        };
+        exec_pool(&self.pool, &ins, &[name.into(), partner.into()]).await?;
+        let r = fetch_pool(&self.pool, &q, &[name.into()]).await?;
+        r.first()
+            .context("mapping not registered")?
+            .i64(0)?
+            .context("null mapping id")
+    }
+
+    /// Takes the mapping's lease for `ttl`. `Ok(Err(holder))` when another
+    /// live process holds it. A lease left by a dead process on this host is
+    /// taken over at once.
+    pub async fn acquire_lease(
+        &self,
+        id: i64,
+        owner: &str,
+        ttl: chrono::Duration,
+    ) -> anyhow::Result<Result<(), String>> {
+        let until = now() + ttl;
+        let q = format!(
+            "UPDATE {} SET lease_owner = ?, lease_until = ? WHERE id = ? AND (lease_owner IS NULL OR lease_owner = ? OR lease_until < ?)",
+            self.t("hlx_mapping")
+        );
+        let n = exec_pool(
+            &self.pool,
+            &q,
+            &[
+                owner.into(),
+                until.into(),
+                id.into(),
+                owner.into(),
+                now().into(),
+            ],
+        )
+        .await?;
+        if n == 1 {
+            return Ok(Ok(()));
+        }
+        let r = fetch_pool(
+            &self.pool,
+            &format!(
+                "SELECT lease_owner, lease_until FROM {} WHERE id = ?",
+                self.t("hlx_mapping")
+            ),
+            &[id.into()],
+        )
+        .await?;
+        let holder = r
+            .first()
+            .map(|r| r.text(0))
+            .transpose()?
+            .flatten()
+            .unwrap_or_default();
+        if owner_is_dead(&holder) {
+            let q = format!(
+                "UPDATE {} SET lease_owner = ?, lease_until = ? WHERE id = ? AND lease_owner = ?",
+                self.t("hlx_mapping")
+            );
+            if exec_pool(
+                &self.pool,
+                &q,
+                &[owner.into(), until.into(), id.into(), holder.clone().into()],
+            )
+            .await?
+                == 1
+            {
+                return Ok(Ok(()));
+            }
+        }
+        let until = r.first().map(|r| r.utc(1)).transpose()?.flatten();
+        Ok(Err(format!(
+            "{holder} (until {})",
+            until.map(|u| u.to_rfc3339()).unwrap_or_default()
+        )))
+    }
+
+    pub async fn renew_lease_tx(
+        &self,
+        tx: &mut Tx,
+        id: i64,
+        owner: &str,
+        ttl: chrono::Duration,
+    ) -> anyhow::Result<bool> {
+        let q = format!(
+            "UPDATE {} SET lease_until = ? WHERE id = ? AND lease_owner = ?",
+            self.t("hlx_mapping")
+        );
+        Ok(exec(tx, &q, &[(now() + ttl).into(), id.into(), owner.into()]).await? == 1)
+    }
+
+    pub async fn release_lease(&self, id: i64, owner: &str) -> anyhow::Result<()> {
+        let q = format!(
+            "UPDATE {} SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?",
+            self.t("hlx_mapping")
+        );
+        exec_pool(&self.pool, &q, &[id.into(), owner.into()]).await?;
+        Ok(())
+    }
+
+    pub async fn position(&self, id: i64) -> anyhow::Result<Option<Position>> {
+        let q = format!(
+            "SELECT position FROM {} WHERE mapping_id = ?",
+            self.t("hlx_watermark")
+        );
+        match fetch_pool(&self.pool, &q, &[id.into()]).await?.first() {
+            Some(r) => Ok(Some(Position::from_json(&r.text(0)?.unwrap_or_default())?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn save_position_tx(
+        &self,
+        tx: &mut Tx,
+        id: i64,
+        pos: &Position,
+    ) -> anyhow::Result<()> {
+        let t = self.t("hlx_watermark");
+        let sql = match tx.engine() {
+            Engine::MySql => format!(
+                "INSERT INTO {t} (mapping_id, position, wm_text, updated_at) VALUES (?, ?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE position = VALUES(position), wm_text = VALUES(wm_text), updated_at = VALUES(updated_at)"
+            ),
+            _ => format!(
+                "INSERT INTO {t} (mapping_id, position, wm_text, updated_at) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (mapping_id) DO UPDATE SET position = excluded.position, wm_text = excluded.wm_text, updated_at = excluded.updated_at"
+            ),
+        };
+        exec(
+            tx,
+            &sql,
+            &[
+                id.into(),
+                pos.to_json().into(),
+                pos.wm.to_string().into(),
+                now().into(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Removes the position (re-sync from the beginning) or sets it.
+    pub async fn reset_position(&self, id: i64, to: Option<&Position>) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        exec(
+            &mut tx,
+            &format!(
+                "DELETE FROM {} WHERE mapping_id = ?",
+                self.t("hlx_watermark")
+            ),
+            &[id.into()],
+        )
+        .await?;
+        if let Some(p) = to {
+            self.save_position_tx(&mut tx, id, p).await?;
+        }
+        tx.commit().await
+    }
+
+    /// Stored checksums of these keys: key → (checksum, deleted).
+    pub async fn checksums_tx(
+        &self,
+        tx: &mut Tx,
+        id: i64,
+        keys: &[&str],
+    ) -> anyhow::Result<HashMap<String, (Vec<u8>, bool)>> {
+        let mut out = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(5000) {
+            let q = format!(
+                "SELECT row_key, checksum, deleted FROM {} WHERE mapping_id = ? AND row_key IN ({})",
+                self.t("hlx_row_state"),
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let mut args: Vec<Arg> = vec![id.into()];
+            args.extend(chunk.iter().map(|k| Arg::from(*k)));
+            for r in fetch(tx, &q, &args).await? {
+                out.insert(
+                    r.text(0)?.unwrap_or_default(),
+                    (r.bytes(1)?.unwrap_or_default(), r.bool(2)?.unwrap_or(false)),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records checksums (upsert): (key, checksum, deleted).
+    pub async fn save_checksums_tx(
+        &self,
+        tx: &mut Tx,
+        id: i64,
+        rows: &[(&str, [u8; 32], bool)],
+    ) -> anyhow::Result<()> {
+        let t = self.t("hlx_row_state");
+        for chunk in rows.chunks(2000) {
+            let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
+            let sql = match tx.engine() {
+                Engine::MySql => format!(
+                    "INSERT INTO {t} (mapping_id, row_key, checksum, deleted) VALUES {values} \
+                     ON DUPLICATE KEY UPDATE checksum = VALUES(checksum), deleted = VALUES(deleted)"
+                ),
+                _ => format!(
+                    "INSERT INTO {t} (mapping_id, row_key, checksum, deleted) VALUES {values} \
+                     ON CONFLICT (mapping_id, row_key) DO UPDATE SET checksum = excluded.checksum, deleted = excluded.deleted"
+                ),
+            };
+            let mut args = Vec::with_capacity(chunk.len() * 4);
+            for (k, c, d) in chunk {
+                args.push(Arg::from(id));
+                args.push(Arg::from(*k));
+                args.push(Arg::Bytes(Some(c.to_vec())));
+                args.push(Arg::from(*d));
+            }
+            exec(tx, &sql, &args).await?;
+        }
+        Ok(())
+    }
+
+    /// Forgets the checksums of a mapping (the next run rewrites every row).
+    pub async fn forget_checksums(&self, id: i64) -> anyhow::Result<u64> {
+        exec_pool(
+            &self.pool,
+            &format!(
+                "DELETE FROM {} WHERE mapping_id = ?",
+                self.t("hlx_row_state")
+            ),
+            &[id.into()],
+        )
+        .await
+    }
+
+    pub async fn start_run(
+        &self,
+        mapping: &str,
+        partner: &str,
+        direction: &str,
+    ) -> anyhow::Result<i64> {
+        let t = self.t("hlx_run");
+        // Runs this process finds still 'running' under its own lease died with their process.
+        exec_pool(
+            &self.pool,
+            &format!(
+                "UPDATE {t} SET status = 'interrupted' WHERE mapping = ? AND status = 'running'"
+            ),
+            &[mapping.into()],
+        )
+        .await?;
+        let args = [
+            mapping.into(),
+            partner.into(),
+            direction.into(),
+            now().into(),
+        ];
+        let sql = format!("INSERT INTO {t} (mapping, partner, direction, started_at, status) VALUES (?, ?, ?, ?, 'running')");
+        match self.pool.engine() {
+            Engine::MySql => {
+                let mut tx = self.pool.begin().await?;
+                exec(&mut tx, &sql, &args).await?;
+                let id = fetch(&mut tx, "SELECT LAST_INSERT_ID()", &[])
+                    .await?
+                    .first()
+                    .context("no id")?
+                    .i64(0)?
+                    .context("no id")?;
+                tx.commit().await?;
+                Ok(id)
+            }
+            _ => {
+                let r = fetch_pool(&self.pool, &format!("{sql} RETURNING id"), &args).await?;
+                r.first().context("no run id")?.i64(0)?.context("no run id")
+            }
+        }
+    }
+
+    /// Adds a batch's counts to its run (in the batch's transaction).
+    pub async fn add_counts_tx(
+        &self,
+        tx: &mut Tx,
+        run: i64,
+        c: &Counts,
+        wm_to: Option<String>,
+    ) -> anyhow::Result<()> {
+        let sql = format!(
+            "UPDATE {} SET batches = batches + ?, rows_read = rows_read + ?, inserted = inserted + ?, updated = updated + ?, \
+             unchanged = unchanged + ?, deleted = deleted + ?, rejected = rejected + ?, null_watermark = null_watermark + ?, \
+             wm_to = COALESCE(?, wm_to) WHERE id = ?",
+            self.t("hlx_run")
+        );
+        let n = |x: u64| Arg::I64(Some(x as i64));
+        exec(
+            tx,
+            &sql,
+            &[
+                n(c.batches),
+                n(c.read),
+                n(c.inserted),
+                n(c.updated),
+                n(c.unchanged),
+                n(c.deleted),
+                n(c.rejected),
+                n(c.null_watermark),
+                wm_to.into(),
+                run.into(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn finish_run(
+        &self,
+        run: i64,
+        status: &str,
+        wm_from: Option<String>,
+        error: Option<String>,
+    ) -> anyhow::Result<()> {
+        let sql = format!(
+            "UPDATE {} SET status = ?, finished_at = ?, wm_from = ?, error = ? WHERE id = ?",
+            self.t("hlx_run")
+        );
+        exec_pool(
+            &self.pool,
+            &sql,
+            &[
+                status.into(),
+                now().into(),
+                wm_from.into(),
+                error.into(),
+                run.into(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Digests of the open quarantine entries among these keys.
+    pub async fn open_quarantine_tx(
+        &self,
+        tx: &mut Tx,
+        mapping: &str,
+        keys: &[&str],
+    ) -> anyhow::Result<HashMap<String, Vec<u8>>> {
+        let mut out = HashMap::new();
+        for chunk in keys.chunks(5000) {
+            let q = format!(
+                "SELECT row_key, raw_digest FROM {} WHERE mapping = ? AND status = 'open' AND row_key IN ({})",
+                self.t("hlx_quarantine"),
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let mut args: Vec<Arg> = vec![mapping.into()];
+            args.extend(chunk.iter().map(|k| Arg::from(*k)));
+            for r in fetch(tx, &q, &args).await? {
+                out.insert(
+                    r.text(0)?.unwrap_or_default(),
+                    r.bytes(1)?.unwrap_or_default(),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn open_quarantine_count(&self, mapping: &str) -> anyhow::Result<i64> {
+        let q = format!(
+            "SELECT COUNT(*) FROM {} WHERE mapping = ? AND status = 'open'",
+            self.t("hlx_quarantine")
+        );
+        Ok(fetch_pool(&self.pool, &q, &[mapping.into()])
+            .await?
+            .first()
+            .map(|r| r.i64(0))
+            .transpose()?
+            .flatten()
+            .unwrap_or(0))
+    }
+
+    pub async fn quarantine_tx(
+        &self,
+        tx: &mut Tx,
+        mapping: &str,
+        partner: &str,
+        run: i64,
+        e: &QuarantineEntry,
+    ) -> anyhow::Result<()> {
+        let t = self.t("hlx_quarantine");
+        let ts = now();
+        let args = [
+            mapping.into(),
+            partner.into(),
+            e.row_key.clone().into(),
+            e.raw.clone().into(),
+            Arg::Bytes(Some(e.digest.clone())),
+            e.field.clone().into(),
+            e.column.clone().into(),
+            e.rule.clone().into(),
+            e.value.clone().into(),
+            e.reason.clone().into(),
+            ts.into(),
+            ts.into(),
+            run.into(),
+        ];
+        let cols = "(mapping, partner, row_key, raw, raw_digest, field, column_name, rule, value, reason, first_seen, last_seen, run_id, status, attempts)";
+        let vals = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', 1)";
+        let sql = match tx.engine() {
+            Engine::MySql => format!(
+                "INSERT INTO {t} {cols} VALUES {vals} ON DUPLICATE KEY UPDATE raw = VALUES(raw), raw_digest = VALUES(raw_digest), \
+                 field = VALUES(field), column_name = VALUES(column_name), rule = VALUES(rule), value = VALUES(value), reason = VALUES(reason), \
+                 last_seen = VALUES(last_seen), run_id = VALUES(run_id), attempts = attempts + 1, \
+                 first_seen = IF(status = 'open', first_seen, VALUES(first_seen)), status = 'open'"
+            ),
+            _ => format!(
+                "INSERT INTO {t} {cols} VALUES {vals} ON CONFLICT (mapping, row_key) DO UPDATE SET raw = excluded.raw, \
+                 raw_digest = excluded.raw_digest, field = excluded.field, column_name = excluded.column_name, rule = excluded.rule, \
+                 value = excluded.value, reason = excluded.reason, last_seen = excluded.last_seen, run_id = excluded.run_id, \
+                 attempts = hlx_quarantine.attempts + 1, \
+                 first_seen = CASE WHEN hlx_quarantine.status = 'open' THEN hlx_quarantine.first_seen ELSE excluded.first_seen END, \
+                 status = 'open'"
+            ),
+        };
+        exec(tx, &sql, &args).await?;
+        Ok(())
+    }
+
+    /// Marks open quarantine entries of these keys resolved (the row landed).
+    pub async fn resolve_quarantine_tx(
+        &self,
+        tx: &mut Tx,
+        mapping: &str,
+        keys: &[&str],
+    ) -> anyhow::Result<u64> {
+        let mut n = 0;
+        for chunk in keys.chunks(5000) {
+            let q = format!(
+                "UPDATE {} SET status = 'resolved', last_seen = ? WHERE mapping = ? AND status = 'open' AND row_key IN ({})",
+                self.t("hlx_quarantine"),
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let mut args: Vec<Arg> = vec![now().into(), mapping.into()];
+            args.extend(chunk.iter().map(|k| Arg::from(*k)));
+            n += exec(tx, &q, &args).await?;
+        }
+        Ok(n)
+    }
+}
+
+/// `host:pid:…` of a process on this host that no longer runs.
+fn owner_is_dead(owner: &str) -> bool {
+    let mut parts = owner.split(':');
+    let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    if host != hostname() {
+        return false;
+    }
+    match pid.parse::<u32>() {
+        Ok(pid) => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        Err(_) => false,
+    }
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_round_trip_with_full_precision() {
+        let t = NaiveDate::from_ymd_opt(2024, 3, 1)
+            .unwrap()
+            .and_hms_micro_opt(8, 30, 0, 123_456)
+            .unwrap();
+        let p = Position {
+            wm: Value::Timestamp(t),
+            key: vec![Value::Text("HK1".into()), Value::Int(7)],
+        };
+        assert_eq!(Position::from_json(&p.to_json()).unwrap(), p);
+    }
+
+    #[test]
+    fn lookback_on_text_watermarks_keeps_their_shape() {
+        let d = chrono::Duration::minutes(10);
+        assert_eq!(
+            minus(&Value::Text("20240301083000".into()), d),
+            Value::Text("20240301082000".into())
+        );
+        assert_eq!(
+            minus(&Value::Text("2024-03-01 08:30:00.5".into()), d),
+            Value::Text("2024-03-01 08:20:00".into())
+        );
+        assert_eq!(minus(&Value::Int(42), d), Value::Int(42));
+    }
+}
+
+/// One line of `hlx status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MappingStatus {
+    pub mapping: String,
+    pub partner: String,
+    pub watermark: Option<String>,
+    /// Now minus the watermark's time, when the watermark is a time.
+    pub lag_seconds: Option<i64>,
+    pub last_status: Option<String>,
+    pub last_started: Option<String>,
+    pub last_finished: Option<String>,
+    pub last_error: Option<String>,
+    pub quarantined: i64,
+    pub schedule: String,
+}
+
+/// Reads the status of one mapping.
+pub async fn mapping_status(
+    state: &State,
+    m: &crate::mapping::Mapping,
+    _province_zone: chrono::FixedOffset,
+) -> anyhow::Result<MappingStatus> {
+    let id = state.mapping_id(&m.name, &m.partner).await?;
+    let pos = state.position(id).await?;
+    let lag_seconds = pos
+        .as_ref()
+        .and_then(|p| watermark_instant(&p.wm, m.zone))
+        .map(|t| (Utc::now() - t).num_seconds());
+    let q = format!("SELECT status, started_at, finished_at, error FROM {} WHERE mapping = ? ORDER BY id DESC LIMIT 1", state.t("hlx_run"));
+    let last = fetch_pool(&state.pool, &q, &[m.name.as_str().into()]).await?;
+    let last = last.first();
+    let fmt = |t: Option<DateTime<Utc>>| t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string());
+    Ok(MappingStatus {
+        mapping: m.name.clone(),
+        partner: m.partner.clone(),
+        watermark: pos.map(|p| p.wm.to_string()),
+        lag_seconds,
+        last_status: last.map(|r| r.text(0)).transpose()?.flatten(),
+        last_started: fmt(last.map(|r| r.utc(1)).transpose()?.flatten()),
+        last_finished: fmt(last.map(|r| r.utc(2)).transpose()?.flatten()),
+        last_error: last.map(|r| r.text(3)).transpose()?.flatten(),
+        quarantined: state.open_quarantine_count(&m.name).await?,
+        schedule: m.schedule.to_string(),
+    })
+}
+
+/// The instant a watermark value stands for, when it is a time.
+pub fn watermark_instant(v: &Value, zone: chrono::FixedOffset) -> Option<DateTime<Utc>> {
+    use chrono::TimeZone;
+    match v {
+        Value::TimestampTz(t) => Some(t.with_timezone(&Utc)),
+        Value::Timestamp(n) => zone
+            .from_local_datetime(n)
+            .single()
+            .map(|t| t.with_timezone(&Utc)),
+        Value::Text(s) => {
+            let t = s.trim();
+            [
+                "%Y%m%d%H%M%S",
+                "%Y-%m-%d %H:%M:%S%.f",
+                "%Y-%m-%dT%H:%M:%S%.f",
+            ]
+            .iter()
+            .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
+            .and_then(|n| zone.from_local_datetime(&n).single())
+            .map(|t| t.with_timezone(&Utc))
+        }
+        _ => None,
+    }
+}

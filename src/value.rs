@@ -1,0 +1,258 @@
+//! The engine-neutral value that flows from a source row through the field
+//! rules into a target row.
+//!
+//! Every backend decodes its columns into [`Value`] and encodes [`Value`] back;
+//! the mapping core only ever sees this type. Two properties matter:
+//!
+//! * **No precision is lost.** Timestamps keep chrono's nanoseconds (the engines
+//!   give microseconds), decimals keep their exact text.
+//! * **A canonical byte form** ([`Value::write_canonical`]) feeds the row
+//!   checksum, so the same mapped content always hashes the same, whatever
+//!   engine it came from.
+
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat};
+use std::fmt;
+
+/// One column value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    /// An exact decimal (DECIMAL/NUMERIC, or an unsigned BIGINT past i64), as text.
+    Decimal(String),
+    Text(String),
+    Bytes(Vec<u8>),
+    Date(NaiveDate),
+    Time(NaiveTime),
+    /// A wall-clock timestamp with no zone (DATETIME, `timestamp without time zone`).
+    Timestamp(NaiveDateTime),
+    /// An instant with its offset (TIMESTAMPTZ, or a naive value resolved in a zone).
+    TimestampTz(DateTime<FixedOffset>),
+}
+
+impl Value {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// A short name of the kind, for error messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::Int(_) => "integer",
+            Value::Float(_) => "float",
+            Value::Decimal(_) => "decimal",
+            Value::Text(_) => "text",
+            Value::Bytes(_) => "bytes",
+            Value::Date(_) => "date",
+            Value::Time(_) => "time",
+            Value::Timestamp(_) => "timestamp",
+            Value::TimestampTz(_) => "timestamptz",
+        }
+    }
+
+    /// The value as text, for rules that work on text (code sets, patterns,
+    /// masks). `None` for NULL and for bytes that are not UTF-8.
+    pub fn as_text(&self) -> Option<std::borrow::Cow<'_, str>> {
+        use std::borrow::Cow;
+        match self {
+            Value::Null => None,
+            Value::Text(s) | Value::Decimal(s) => Some(Cow::Borrowed(s)),
+            Value::Bytes(b) => std::str::from_utf8(b).ok().map(Cow::Borrowed),
+            other => Some(Cow::Owned(other.to_string())),
+        }
+    }
+
+    /// Feeds the canonical form into a hasher: a type tag, then the bytes.
+    /// Integers, decimals and floats share one numeric tag so that a partner
+    /// changing INT to DECIMAL(10,0) does not make every row look changed.
+    pub fn write_canonical(&self, out: &mut impl FnMut(&[u8])) {
+        match self {
+            Value::Null => out(b"N"),
+            Value::Bool(b) => out(if *b { b"B1" } else { b"B0" }),
+            Value::Int(i) => {
+                out(b"#");
+                out(i.to_string().as_bytes())
+            }
+            Value::Decimal(s) => {
+                out(b"#");
+                out(normalize_decimal(s).as_bytes())
+            }
+            Value::Float(f) => {
+                out(b"#");
+                out(format_float(*f).as_bytes())
+            }
+            Value::Text(s) => {
+                out(b"S");
+                out(s.as_bytes())
+            }
+            Value::Bytes(b) => {
+                out(b"X");
+                out(b)
+            }
+            Value::Date(d) => {
+                out(b"D");
+                out(d.to_string().as_bytes())
+            }
+            Value::Time(t) => {
+                out(b"H");
+                out(t.format("%H:%M:%S%.f").to_string().as_bytes())
+            }
+            Value::Timestamp(t) => {
+                out(b"T");
+                out(format_naive(t).as_bytes())
+            }
+            Value::TimestampTz(t) => {
+                // The instant and the offset both count: a re-zoned value is a change.
+                out(b"Z");
+                out(t.to_rfc3339_opts(SecondsFormat::AutoSi, false).as_bytes())
+            }
+        }
+    }
+
+    /// JSON for the quarantine's raw row and for `hlx rejects show`.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(i) => J::from(*i),
+            Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map(J::Number)
+                .unwrap_or_else(|| J::String(f.to_string())),
+            Value::Bytes(b) => match std::str::from_utf8(b) {
+                Ok(s) => J::String(s.to_string()),
+                Err(_) => J::String(format!("\\x{}", hex::encode(b))),
+            },
+            other => J::String(other.to_string()),
+        }
+    }
+
+    /// The inverse of [`Value::to_json`] as far as it goes: used to re-map
+    /// quarantined rows and to read `[[test]]` inputs.
+    pub fn from_json(j: &serde_json::Value) -> Value {
+        use serde_json::Value as J;
+        match j {
+            J::Null => Value::Null,
+            J::Bool(b) => Value::Bool(*b),
+            J::Number(n) => match n.as_i64() {
+                Some(i) => Value::Int(i),
+                None => Value::Decimal(n.to_string()),
+            },
+            J::String(s) => Value::Text(s.clone()),
+            other => Value::Text(other.to_string()),
+        }
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.fraction]` with as many fraction digits as needed
+/// (never rounded).
+pub fn format_naive(t: &NaiveDateTime) -> String {
+    t.format("%Y-%m-%d %H:%M:%S%.f").to_string()
+}
+
+fn format_float(f: f64) -> String {
+    if f.fract() == 0.0 && f.abs() < 1e15 {
+        format!("{}", f as i64)
+    } else {
+        format!("{f}")
+    }
+}
+
+/// Drops a leading `+`, leading zeros and trailing fractional zeros, so that
+/// `12.50`, `12.5` and `+012.5` hash the same.
+pub fn normalize_decimal(s: &str) -> String {
+    let s = s.trim();
+    let (neg, digits) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let int = int.trim_start_matches('0');
+    let frac = frac.trim_end_matches('0');
+    let int = if int.is_empty() { "0" } else { int };
+    let body = if frac.is_empty() {
+        int.to_string()
+    } else {
+        format!("{int}.{frac}")
+    };
+    if neg && body != "0" {
+        format!("-{body}")
+    } else {
+        body
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("NULL"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => f.write_str(&format_float(*x)),
+            Value::Decimal(s) | Value::Text(s) => f.write_str(s),
+            Value::Bytes(b) => match std::str::from_utf8(b) {
+                Ok(s) => f.write_str(s),
+                Err(_) => write!(f, "\\x{}", hex::encode(b)),
+            },
+            Value::Date(d) => write!(f, "{d}"),
+            Value::Time(t) => write!(f, "{}", t.format("%H:%M:%S%.f")),
+            Value::Timestamp(t) => f.write_str(&format_naive(t)),
+            Value::TimestampTz(t) => f.write_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, false)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    fn digest(v: &Value) -> Vec<u8> {
+        let mut h = Sha256::new();
+        v.write_canonical(&mut |b| h.update(b));
+        h.finalize().to_vec()
+    }
+
+    #[test]
+    fn numbers_hash_alike_across_engine_types() {
+        assert_eq!(
+            digest(&Value::Int(12)),
+            digest(&Value::Decimal("12.000".into()))
+        );
+        assert_eq!(
+            digest(&Value::Decimal("+012.50".into())),
+            digest(&Value::Decimal("12.5".into()))
+        );
+        assert_ne!(digest(&Value::Int(12)), digest(&Value::Text("12".into())));
+    }
+
+    #[test]
+    fn null_and_empty_text_differ() {
+        assert_ne!(digest(&Value::Null), digest(&Value::Text(String::new())));
+    }
+
+    #[test]
+    fn microseconds_are_kept() {
+        let t = NaiveDate::from_ymd_opt(2024, 3, 1)
+            .unwrap()
+            .and_hms_micro_opt(8, 30, 0, 123_456)
+            .unwrap();
+        assert_eq!(
+            Value::Timestamp(t).to_string(),
+            "2024-03-01 08:30:00.123456"
+        );
+        let t2 = t + chrono::Duration::microseconds(1);
+        assert_ne!(digest(&Value::Timestamp(t)), digest(&Value::Timestamp(t2)));
+    }
+
+    #[test]
+    fn decimal_normalisation() {
+        assert_eq!(normalize_decimal("-0.00"), "0");
+        assert_eq!(normalize_decimal("007"), "7");
+        assert_eq!(normalize_decimal("-1.2300"), "-1.23");
+    }
+}
