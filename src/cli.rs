@@ -17,11 +17,7 @@ pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_CONFIG: i32 = 78;
 
 #[derive(Parser)]
-#[command(
-    name = "hlx",
-    version,
-    about = "The 12345 hotline database-table exchange daemon"
-)]
+#[command(name = "hlx", version, about = "The 12345 hotline database-table exchange daemon")]
 struct Cli {
     /// Path of exchange.toml (default ./exchange.toml, then /etc/hlx/exchange.toml).
     #[arg(short, long, global = true, value_name = "PATH")]
@@ -94,10 +90,7 @@ pub fn main() -> i32 {
         }
     };
     init_tracing();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("hlx: cannot start the runtime: {e}");
@@ -128,10 +121,7 @@ fn load(cli: &Cli) -> Result<Config, i32> {
         }
         Err(d) => {
             eprintln!("{d}");
-            eprintln!(
-                "hlx: {} error(s) in the configuration; nothing was run",
-                d.errors()
-            );
+            eprintln!("hlx: {} error(s) in the configuration; nothing was run", d.errors());
             Err(EXIT_CONFIG)
         }
     }
@@ -148,24 +138,22 @@ async fn dispatch(cli: Cli) -> i32 {
     match &cli.command {
         Command::Demo { .. } => unreachable!("handled above"),
         Command::Check { offline } => check(&cfg, *offline, cli.format).await,
-        Command::Migrate { state_only } => {
-            match crate::db::Pool::connect(&cfg.province, true).await {
-                Ok(pool) => match State::new(pool).migrate(*state_only).await {
-                    Ok(()) => {
-                        println!("migrated {}", cfg.province.display_url());
-                        EXIT_OK
-                    }
-                    Err(e) => {
-                        eprintln!("hlx: migrate failed: {e:#}");
-                        EXIT_FAILED
-                    }
-                },
+        Command::Migrate { state_only } => match crate::db::Pool::connect(&cfg.province, true).await {
+            Ok(pool) => match State::new(pool).migrate(*state_only).await {
+                Ok(()) => {
+                    println!("migrated {}", cfg.province.display_url());
+                    EXIT_OK
+                }
                 Err(e) => {
-                    eprintln!("hlx: {e:#}");
+                    eprintln!("hlx: migrate failed: {e:#}");
                     EXIT_FAILED
                 }
+            },
+            Err(e) => {
+                eprintln!("hlx: {e:#}");
+                EXIT_FAILED
             }
-        }
+        },
         Command::Run { mappings } => {
             for n in mappings {
                 if cfg.mapping(n).is_none() {
@@ -219,10 +207,7 @@ async fn dispatch(cli: Cli) -> i32 {
 /// Prints a run summary.
 pub fn print_outcomes(outcomes: &[Outcome], format: Format) {
     if format == Format::Json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(outcomes).unwrap_or_default()
-        );
+        println!("{}", serde_json::to_string_pretty(outcomes).unwrap_or_default());
         return;
     }
     print!("{}", render_outcomes(outcomes));
@@ -239,15 +224,7 @@ pub fn render_outcomes(outcomes: &[Outcome]) -> String {
         .max(7);
     s.push_str(&format!(
         "{:<w$}  {:<8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8} {:>8}  watermark\n",
-        "mapping",
-        "result",
-        "read",
-        "inserted",
-        "updated",
-        "unchanged",
-        "deleted",
-        "rejected",
-        "seconds"
+        "mapping", "result", "read", "inserted", "updated", "unchanged", "deleted", "rejected", "seconds"
     ));
     for o in outcomes {
         let c = &o.counts;
@@ -339,11 +316,7 @@ async fn check(cfg: &Arc<Config>, offline: bool, format: Format) -> i32 {
             cfg.partners.len(),
             cfg.mappings.len(),
             tests,
-            if offline {
-                ", offline"
-            } else {
-                ", tables checked live"
-            },
+            if offline { ", offline" } else { ", tables checked live" },
             if problems.is_empty() {
                 "ok".to_string()
             } else {
@@ -383,10 +356,7 @@ async fn check_mapping(ex: &Exchange, m: &crate::mapping::Mapping) -> anyhow::Re
         }
     }
     if let Some(k) = reader.watermark_kind() {
-        if matches!(k, Kind::Text | Kind::Dynamic | Kind::Int)
-            && m.lookback.0.as_secs() > 0
-            && k == Kind::Int
-        {
+        if matches!(k, Kind::Text | Kind::Dynamic | Kind::Int) && m.lookback.0.as_secs() > 0 && k == Kind::Int {
             notes.push("the watermark is an integer: the look-back window does not apply to it (late commits of lower values are not re-read)".into());
         }
     }
@@ -421,17 +391,9 @@ async fn status(cfg: &Arc<Config>, format: Format) -> i32 {
         }
     }
     if format == Format::Json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).unwrap_or_default()
-        );
+        println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
     } else {
-        let w = rows
-            .iter()
-            .map(|r| r.mapping.chars().count())
-            .max()
-            .unwrap_or(7)
-            .max(7);
+        let w = rows.iter().map(|r| r.mapping.chars().count()).max().unwrap_or(7).max(7);
         println!(
             "{:<w$}  {:<26} {:>10}  {:<9} {:<20} {:>11}  schedule",
             "mapping", "watermark", "lag", "last run", "finished", "quarantined"
@@ -462,13 +424,7 @@ fn human_secs(s: i64) -> String {
     }
 }
 
-async fn reset(
-    cfg: &Arc<Config>,
-    mapping: &str,
-    to: Option<&str>,
-    rewrite: bool,
-    yes: bool,
-) -> i32 {
+async fn reset(cfg: &Arc<Config>, mapping: &str, to: Option<&str>, rewrite: bool, yes: bool) -> i32 {
     let Some(m) = cfg.mapping(mapping) else {
         eprintln!("hlx: no mapping named `{mapping}`");
         return EXIT_USAGE;
@@ -493,23 +449,13 @@ async fn reset(
             Some(v) => {
                 let old = state.position(id).await?;
                 let wm = match old.as_ref().map(|p| &p.wm) {
-                    Some(Value::Timestamp(_)) => {
-                        chrono::NaiveDateTime::parse_from_str(v, "%Y-%m-%d %H:%M:%S%.f")
-                            .or_else(|_| {
-                                chrono::NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%S%.f")
-                            })
-                            .map(Value::Timestamp)
-                            .map_err(|e| {
-                                anyhow::anyhow!(
-                                    "--to {v}: expected YYYY-MM-DD HH:MM:SS[.ffffff] ({e})"
-                                )
-                            })?
-                    }
+                    Some(Value::Timestamp(_)) => chrono::NaiveDateTime::parse_from_str(v, "%Y-%m-%d %H:%M:%S%.f")
+                        .or_else(|_| chrono::NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%S%.f"))
+                        .map(Value::Timestamp)
+                        .map_err(|e| anyhow::anyhow!("--to {v}: expected YYYY-MM-DD HH:MM:SS[.ffffff] ({e})"))?,
                     Some(Value::TimestampTz(_)) => chrono::DateTime::parse_from_rfc3339(v)
                         .map(Value::TimestampTz)
-                        .map_err(|e| {
-                            anyhow::anyhow!("--to {v}: expected an RFC 3339 time with offset ({e})")
-                        })?,
+                        .map_err(|e| anyhow::anyhow!("--to {v}: expected an RFC 3339 time with offset ({e})"))?,
                     Some(Value::Int(_)) => Value::Int(
                         v.parse()
                             .map_err(|_| anyhow::anyhow!("--to {v}: expected an integer"))?,

@@ -85,9 +85,8 @@ impl Schedule {
             ));
         }
         let ok = |f: &str| {
-            f.chars().all(|c| {
-                c.is_ascii_alphanumeric() || matches!(c, '*' | '/' | ',' | '-' | '?' | 'L' | '#')
-            })
+            f.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '*' | '/' | ',' | '-' | '?' | 'L' | '#'))
         };
         if let Some(bad) = fields.iter().find(|f| !ok(f)) {
             return Err(format!(
@@ -121,9 +120,7 @@ impl OnReject {
         match s {
             "quarantine" => Ok(OnReject::Quarantine),
             "halt" => Ok(OnReject::Halt),
-            other => Err(format!(
-                "on_reject `{other}`: expected \"quarantine\" or \"halt\""
-            )),
+            other => Err(format!("on_reject `{other}`: expected \"quarantine\" or \"halt\"")),
         }
     }
 }
@@ -501,13 +498,7 @@ fn db_endpoint(
         .unwrap_or(Duration(std::time::Duration::from_secs(10)));
     let statement_timeout = parse_spanned(file, &raw.statement_timeout, Duration::parse, diags)
         .unwrap_or(Duration(std::time::Duration::from_secs(600)));
-    let zone = parse_spanned(
-        file,
-        &raw.timezone,
-        crate::mapping::datetime::parse_zone,
-        diags,
-    )
-    .unwrap_or(zone);
+    let zone = parse_spanned(file, &raw.timezone, crate::mapping::datetime::parse_zone, diags).unwrap_or(zone);
     Some(Endpoint {
         url: raw.url.get_ref().clone(),
         engine: engine?,
@@ -556,21 +547,13 @@ pub fn load(path: &Path) -> Result<Config, Diagnostics> {
             if (1..=1_000_000).contains(b.get_ref()) {
                 defaults.batch_size = *b.get_ref() as usize;
             } else {
-                diags.push(file.at(
-                    b.span(),
-                    format!("batch_size {}: expected 1 to 1000000", b.get_ref()),
-                ));
+                diags.push(file.at(b.span(), format!("batch_size {}: expected 1 to 1000000", b.get_ref())));
             }
         }
         if let Some(l) = parse_spanned(&file, &d.lookback, Duration::parse, &mut diags) {
             defaults.lookback = l;
         }
-        if let Some(z) = parse_spanned(
-            &file,
-            &d.timezone,
-            crate::mapping::datetime::parse_zone,
-            &mut diags,
-        ) {
+        if let Some(z) = parse_spanned(&file, &d.timezone, crate::mapping::datetime::parse_zone, &mut diags) {
             defaults.timezone = z;
         }
         if let Some(o) = parse_spanned(&file, &d.on_reject, OnReject::parse, &mut diags) {
@@ -604,10 +587,7 @@ pub fn load(path: &Path) -> Result<Config, Diagnostics> {
             ));
         }
         if partners.iter().any(|x| x.name == name) {
-            diags.push(file.at(
-                rp.name.span(),
-                format!("partner `{name}` is declared twice"),
-            ));
+            diags.push(file.at(rp.name.span(), format!("partner `{name}` is declared twice")));
             continue;
         }
         let db = RawDb {
@@ -620,8 +600,7 @@ pub fn load(path: &Path) -> Result<Config, Diagnostics> {
             timezone: rp.timezone.clone(),
         };
         let what = format!("partner `{name}`");
-        let Some(endpoint) = db_endpoint(&file, &db, &base, defaults.timezone, &mut diags, &what)
-        else {
+        let Some(endpoint) = db_endpoint(&file, &db, &base, defaults.timezone, &mut diags, &what) else {
             continue;
         };
         let pd = PartnerDefaults {
@@ -630,10 +609,7 @@ pub fn load(path: &Path) -> Result<Config, Diagnostics> {
             batch_size: match &rp.batch_size {
                 Some(b) if (1..=1_000_000).contains(b.get_ref()) => Some(*b.get_ref() as usize),
                 Some(b) => {
-                    diags.push(file.at(
-                        b.span(),
-                        format!("batch_size {}: expected 1 to 1000000", b.get_ref()),
-                    ));
+                    diags.push(file.at(b.span(), format!("batch_size {}: expected 1 to 1000000", b.get_ref())));
                     None
                 }
                 None => None,
@@ -663,12 +639,7 @@ pub fn load(path: &Path) -> Result<Config, Diagnostics> {
                 .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "toml"))
                 .collect();
             files.sort();
-            let lookup = |n: &str| {
-                partners
-                    .iter()
-                    .find(|p| p.name == n)
-                    .map(|p| p.defaults.clone())
-            };
+            let lookup = |n: &str| partners.iter().find(|p| p.name == n).map(|p| p.defaults.clone());
             let ctx = mapping::Context {
                 defaults: &defaults,
                 partner: &lookup,
@@ -679,11 +650,7 @@ pub fn load(path: &Path) -> Result<Config, Diagnostics> {
                     if let Some(other) = mappings.iter().find(|x| x.name == m.name) {
                         diags.push(Diagnostic::file(
                             &f,
-                            format!(
-                                "mapping `{}` is also defined in {}",
-                                m.name,
-                                other.file.display()
-                            ),
+                            format!("mapping `{}` is also defined in {}", m.name, other.file.display()),
                         ));
                         continue;
                     }

@@ -106,12 +106,7 @@ impl fmt::Display for Diagnostic {
             Severity::Warning => "warning",
         };
         match self.line {
-            Some((l, c)) => write!(
-                f,
-                "{}:{l}:{c}: {sev}: {}",
-                self.file.display(),
-                self.message
-            ),
+            Some((l, c)) => write!(f, "{}:{l}:{c}: {sev}: {}", self.file.display(), self.message),
             None => write!(f, "{}: {sev}: {}", self.file.display(), self.message),
         }
     }
@@ -131,10 +126,7 @@ impl Diagnostics {
     }
 
     pub fn errors(&self) -> usize {
-        self.0
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .count()
+        self.0.iter().filter(|d| d.severity == Severity::Error).count()
     }
 
     pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {

@@ -88,9 +88,7 @@ impl Exchange {
     /// Connects to the province and migrates hlx's state (and, unless
     /// `state_only`, the default provincial schema).
     pub async fn open(config: Arc<Config>, migrate: bool) -> anyhow::Result<Exchange> {
-        let province = Pool::connect(&config.province, true)
-            .await
-            .context("province")?;
+        let province = Pool::connect(&config.province, true).await.context("province")?;
         let state = State::new(province.clone());
         if migrate {
             state.migrate(false).await?;
@@ -101,11 +99,7 @@ impl Exchange {
             province,
             state,
             partners: Mutex::new(HashMap::new()),
-            owner: format!(
-                "{}:{}:{nonce:08x}",
-                crate::state::hostname(),
-                std::process::id()
-            ),
+            owner: format!("{}:{}:{nonce:08x}", crate::state::hostname(), std::process::id()),
         })
     }
 
@@ -140,10 +134,7 @@ impl Exchange {
         let maps: Vec<&Mapping> = if names.is_empty() {
             self.config.mappings.iter().filter(|m| m.enabled).collect()
         } else {
-            names
-                .iter()
-                .filter_map(|n| self.config.mapping(n))
-                .collect()
+            names.iter().filter_map(|n| self.config.mapping(n)).collect()
         };
         futures::stream::iter(maps.into_iter().map(|m| self.run(m, shutdown)))
             .buffer_unordered(4)
@@ -184,11 +175,7 @@ impl Exchange {
             }
             Err(e) => return fail(out, started, format!("province: {e:#}")),
         }
-        let run_id = match self
-            .state
-            .start_run(&m.name, &m.partner, m.direction.as_str())
-            .await
-        {
+        let run_id = match self.state.start_run(&m.name, &m.partner, m.direction.as_str()).await {
             Ok(r) => r,
             Err(e) => {
                 let _ = self.state.release_lease(id, &self.owner).await;
@@ -236,11 +223,7 @@ impl Exchange {
                 "run {}",
                 status.as_str()
             ),
-            _ => tracing::error!(
-                "run {}: {}",
-                status.as_str(),
-                error.as_deref().unwrap_or("")
-            ),
+            _ => tracing::error!("run {}: {}", status.as_str(), error.as_deref().unwrap_or("")),
         }
         out.status = status;
         out.error = error;
@@ -326,10 +309,7 @@ impl Run<'_> {
                 Start::From(v) => Some(v.to_string()),
                 _ => None,
             };
-            if let Some(stop) = self
-                .phase(&reader, &ctx, start, false, false, shutdown)
-                .await?
-            {
+            if let Some(stop) = self.phase(&reader, &ctx, start, false, false, shutdown).await? {
                 return Ok(stop);
             }
         }
@@ -374,22 +354,19 @@ impl Run<'_> {
                     key,
                 })
             };
-            let (written, next) =
-                tokio::join!(self.batch(ctx, current, new_pos, null_phase), async {
-                    if more && !shutdown.is_triggered() {
-                        Some(reader.batch(&next_start, keyed).await)
-                    } else {
-                        None
-                    }
-                });
+            let (written, next) = tokio::join!(self.batch(ctx, current, new_pos, null_phase), async {
+                if more && !shutdown.is_triggered() {
+                    Some(reader.batch(&next_start, keyed).await)
+                } else {
+                    None
+                }
+            });
             written?;
             if shutdown.is_triggered() {
                 return Ok(Some(true));
             }
             match next {
-                Some(rows) => {
-                    current = rows.with_context(|| format!("partner {}", self.m.partner))?
-                }
+                Some(rows) => current = rows.with_context(|| format!("partner {}", self.m.partner))?,
                 None => return Ok(None),
             }
         }
@@ -462,8 +439,7 @@ impl Run<'_> {
             .upsert(&mut tx, &slices, fresh)
             .await
             .context("province: writing the target")?;
-        let refused_idx: std::collections::HashSet<usize> =
-            refused.iter().map(|(j, _)| *j).collect();
+        let refused_idx: std::collections::HashSet<usize> = refused.iter().map(|(j, _)| *j).collect();
         for (j, msg) in &refused {
             let i = upserts[*j].0;
             rejects.push((
@@ -522,10 +498,7 @@ impl Run<'_> {
                     continue;
                 }
                 if m.on_reject == OnReject::Halt {
-                    return Err(RunError::Halt(format!(
-                        "on_reject = \"halt\": row {}: {rej}",
-                        keys[*i]
-                    )));
+                    return Err(RunError::Halt(format!("on_reject = \"halt\": row {}: {rej}", keys[*i])));
                 }
                 new_rejects += 1;
                 let e = QuarantineEntry {
@@ -590,12 +563,7 @@ impl Run<'_> {
             }
         }
         state
-            .add_counts_tx(
-                &mut tx,
-                self.run_id,
-                &c,
-                moved.as_ref().map(|p| p.wm.to_string()),
-            )
+            .add_counts_tx(&mut tx, self.run_id, &c, moved.as_ref().map(|p| p.wm.to_string()))
             .await
             .context("province")?;
         if !state

@@ -47,14 +47,7 @@ pub fn redact_url(raw: &str) -> String {
                 .query_pairs()
                 .map(|(k, v)| {
                     let secret = k.to_ascii_lowercase().contains("pass");
-                    (
-                        k.into_owned(),
-                        if secret {
-                            "***".to_string()
-                        } else {
-                            v.into_owned()
-                        },
-                    )
+                    (k.into_owned(), if secret { "***".to_string() } else { v.into_owned() })
                 })
                 .collect();
             if !pairs.is_empty() {

@@ -27,8 +27,7 @@ impl Position {
     }
 
     pub fn from_json(s: &str) -> anyhow::Result<Position> {
-        let j: serde_json::Value =
-            serde_json::from_str(s).context("stored watermark position is not JSON")?;
+        let j: serde_json::Value = serde_json::from_str(s).context("stored watermark position is not JSON")?;
         let wm = untag(&j["wm"])?;
         let key = j["key"]
             .as_array()
@@ -73,10 +72,7 @@ pub fn untag(j: &serde_json::Value) -> anyhow::Result<Value> {
         "x" => Value::Bytes(hex::decode(s()?)?),
         "d" => Value::Date(NaiveDate::parse_from_str(&s()?, "%Y-%m-%d")?),
         "h" => Value::Time(chrono::NaiveTime::parse_from_str(&s()?, "%H:%M:%S%.f")?),
-        "t" => Value::Timestamp(NaiveDateTime::parse_from_str(
-            &s()?,
-            "%Y-%m-%d %H:%M:%S%.f",
-        )?),
+        "t" => Value::Timestamp(NaiveDateTime::parse_from_str(&s()?, "%Y-%m-%d %H:%M:%S%.f")?),
         "z" => Value::TimestampTz(DateTime::parse_from_rfc3339(&s()?)?),
         other => anyhow::bail!("unknown value tag `{other}`"),
     })
@@ -90,9 +86,7 @@ pub fn minus(v: &Value, d: chrono::Duration) -> Value {
     match v {
         Value::Timestamp(t) => Value::Timestamp(*t - d),
         Value::TimestampTz(t) => Value::TimestampTz(*t - d),
-        Value::Date(x) => {
-            Value::Date(*x - chrono::Duration::days((d.num_seconds() + 86399) / 86400))
-        }
+        Value::Date(x) => Value::Date(*x - chrono::Duration::days((d.num_seconds() + 86399) / 86400)),
         Value::Text(s) => {
             let t = s.trim();
             if t.len() == 14 && t.bytes().all(|b| b.is_ascii_digit()) {
@@ -102,16 +96,18 @@ pub fn minus(v: &Value, d: chrono::Duration) -> Value {
             }
             for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
                 if let Ok(n) = NaiveDateTime::parse_from_str(t, f) {
-                    let sep = if t.as_bytes().get(10) == Some(&b'T') {
-                        "T"
-                    } else {
-                        " "
-                    };
-                    return Value::Text(
-                        (n - d)
-                            .format(&format!("%Y-%m-%d{sep}%H:%M:%S"))
-                            .to_string(),
-                    );
+                    // Same separator and the same number of fraction digits, so the
+                    // text compares the way the stored values do.
+                    let sep = if t.as_bytes().get(10) == Some(&b'T') { "T" } else { " " };
+                    let digits = t.split_once('.').map(|(_, f)| f.len().min(9)).unwrap_or(0);
+                    let m = n - d;
+                    let mut out = m.format(&format!("%Y-%m-%d{sep}%H:%M:%S")).to_string();
+                    if digits > 0 {
+                        let frac = format!("{:09}", m.and_utc().timestamp_subsec_nanos());
+                        out.push('.');
+                        out.push_str(&frac[..digits]);
+                    }
+                    return Value::Text(out);
                 }
             }
             v.clone()
@@ -197,11 +193,7 @@ fn now() -> DateTime<Utc> {
 
 impl State {
     pub fn new(pool: Pool) -> State {
-        let p = if pool.engine() == Engine::Postgres {
-            "hlx."
-        } else {
-            ""
-        };
+        let p = if pool.engine() == Engine::Postgres { "hlx." } else { "" };
         State { pool, p }
     }
 
@@ -213,13 +205,9 @@ impl State {
             Engine::MySql => (&STATE_MY, &PROV_MY),
             Engine::Sqlite => (&STATE_LITE, &PROV_LITE),
         };
-        apply(s, &self.pool)
-            .await
-            .context("migrating hlx state tables")?;
+        apply(s, &self.pool).await.context("migrating hlx state tables")?;
         if !state_only {
-            apply(p, &self.pool)
-                .await
-                .context("migrating the provincial schema")?;
+            apply(p, &self.pool).await.context("migrating the provincial schema")?;
         }
         Ok(())
     }
@@ -269,13 +257,7 @@ impl State {
         let n = exec_pool(
             &self.pool,
             &q,
-            &[
-                owner.into(),
-                until.into(),
-                id.into(),
-                owner.into(),
-                now().into(),
-            ],
+            &[owner.into(), until.into(), id.into(), owner.into(), now().into()],
         )
         .await?;
         if n == 1 {
@@ -290,12 +272,7 @@ impl State {
             &[id.into()],
         )
         .await?;
-        let holder = r
-            .first()
-            .map(|r| r.text(0))
-            .transpose()?
-            .flatten()
-            .unwrap_or_default();
+        let holder = r.first().map(|r| r.text(0)).transpose()?.flatten().unwrap_or_default();
         if owner_is_dead(&holder) {
             let q = format!(
                 "UPDATE {} SET lease_owner = ?, lease_until = ? WHERE id = ? AND lease_owner = ?",
@@ -343,22 +320,14 @@ impl State {
     }
 
     pub async fn position(&self, id: i64) -> anyhow::Result<Option<Position>> {
-        let q = format!(
-            "SELECT position FROM {} WHERE mapping_id = ?",
-            self.t("hlx_watermark")
-        );
+        let q = format!("SELECT position FROM {} WHERE mapping_id = ?", self.t("hlx_watermark"));
         match fetch_pool(&self.pool, &q, &[id.into()]).await?.first() {
             Some(r) => Ok(Some(Position::from_json(&r.text(0)?.unwrap_or_default())?)),
             None => Ok(None),
         }
     }
 
-    pub async fn save_position_tx(
-        &self,
-        tx: &mut Tx,
-        id: i64,
-        pos: &Position,
-    ) -> anyhow::Result<()> {
+    pub async fn save_position_tx(&self, tx: &mut Tx, id: i64, pos: &Position) -> anyhow::Result<()> {
         let t = self.t("hlx_watermark");
         let sql = match tx.engine() {
             Engine::MySql => format!(
@@ -373,12 +342,7 @@ impl State {
         exec(
             tx,
             &sql,
-            &[
-                id.into(),
-                pos.to_json().into(),
-                pos.wm.to_string().into(),
-                now().into(),
-            ],
+            &[id.into(), pos.to_json().into(), pos.wm.to_string().into(), now().into()],
         )
         .await?;
         Ok(())
@@ -389,10 +353,7 @@ impl State {
         let mut tx = self.pool.begin().await?;
         exec(
             &mut tx,
-            &format!(
-                "DELETE FROM {} WHERE mapping_id = ?",
-                self.t("hlx_watermark")
-            ),
+            &format!("DELETE FROM {} WHERE mapping_id = ?", self.t("hlx_watermark")),
             &[id.into()],
         )
         .await?;
@@ -429,12 +390,7 @@ impl State {
     }
 
     /// Records checksums (upsert): (key, checksum, deleted).
-    pub async fn save_checksums_tx(
-        &self,
-        tx: &mut Tx,
-        id: i64,
-        rows: &[(&str, [u8; 32], bool)],
-    ) -> anyhow::Result<()> {
+    pub async fn save_checksums_tx(&self, tx: &mut Tx, id: i64, rows: &[(&str, [u8; 32], bool)]) -> anyhow::Result<()> {
         let t = self.t("hlx_row_state");
         for chunk in rows.chunks(2000) {
             let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
@@ -464,43 +420,29 @@ impl State {
     pub async fn forget_checksums(&self, id: i64) -> anyhow::Result<u64> {
         exec_pool(
             &self.pool,
-            &format!(
-                "DELETE FROM {} WHERE mapping_id = ?",
-                self.t("hlx_row_state")
-            ),
+            &format!("DELETE FROM {} WHERE mapping_id = ?", self.t("hlx_row_state")),
             &[id.into()],
         )
         .await
     }
 
-    pub async fn start_run(
-        &self,
-        mapping: &str,
-        partner: &str,
-        direction: &str,
-    ) -> anyhow::Result<i64> {
+    pub async fn start_run(&self, mapping: &str, partner: &str, direction: &str) -> anyhow::Result<i64> {
         let t = self.t("hlx_run");
         // Runs this process finds still 'running' under its own lease died with their process.
         exec_pool(
             &self.pool,
-            &format!(
-                "UPDATE {t} SET status = 'interrupted' WHERE mapping = ? AND status = 'running'"
-            ),
+            &format!("UPDATE {t} SET status = 'interrupted' WHERE mapping = ? AND status = 'running'"),
             &[mapping.into()],
         )
         .await?;
-        let args = [
-            mapping.into(),
-            partner.into(),
-            direction.into(),
-            now().into(),
-        ];
-        let sql = format!("INSERT INTO {t} (mapping, partner, direction, started_at, status) VALUES (?, ?, ?, ?, 'running')");
+        let args = [mapping.into(), partner.into(), direction.into(), now().into()];
+        let sql =
+            format!("INSERT INTO {t} (mapping, partner, direction, started_at, status) VALUES (?, ?, ?, ?, 'running')");
         match self.pool.engine() {
             Engine::MySql => {
                 let mut tx = self.pool.begin().await?;
                 exec(&mut tx, &sql, &args).await?;
-                let id = fetch(&mut tx, "SELECT LAST_INSERT_ID()", &[])
+                let id = fetch(&mut tx, "SELECT CAST(LAST_INSERT_ID() AS SIGNED)", &[])
                     .await?
                     .first()
                     .context("no id")?
@@ -517,13 +459,7 @@ impl State {
     }
 
     /// Adds a batch's counts to its run (in the batch's transaction).
-    pub async fn add_counts_tx(
-        &self,
-        tx: &mut Tx,
-        run: i64,
-        c: &Counts,
-        wm_to: Option<String>,
-    ) -> anyhow::Result<()> {
+    pub async fn add_counts_tx(&self, tx: &mut Tx, run: i64, c: &Counts, wm_to: Option<String>) -> anyhow::Result<()> {
         let sql = format!(
             "UPDATE {} SET batches = batches + ?, rows_read = rows_read + ?, inserted = inserted + ?, updated = updated + ?, \
              unchanged = unchanged + ?, deleted = deleted + ?, rejected = rejected + ?, null_watermark = null_watermark + ?, \
@@ -565,13 +501,7 @@ impl State {
         exec_pool(
             &self.pool,
             &sql,
-            &[
-                status.into(),
-                now().into(),
-                wm_from.into(),
-                error.into(),
-                run.into(),
-            ],
+            &[status.into(), now().into(), wm_from.into(), error.into(), run.into()],
         )
         .await?;
         Ok(())
@@ -594,10 +524,7 @@ impl State {
             let mut args: Vec<Arg> = vec![mapping.into()];
             args.extend(chunk.iter().map(|k| Arg::from(*k)));
             for r in fetch(tx, &q, &args).await? {
-                out.insert(
-                    r.text(0)?.unwrap_or_default(),
-                    r.bytes(1)?.unwrap_or_default(),
-                );
+                out.insert(r.text(0)?.unwrap_or_default(), r.bytes(1)?.unwrap_or_default());
             }
         }
         Ok(out)
@@ -665,12 +592,7 @@ impl State {
     }
 
     /// Marks open quarantine entries of these keys resolved (the row landed).
-    pub async fn resolve_quarantine_tx(
-        &self,
-        tx: &mut Tx,
-        mapping: &str,
-        keys: &[&str],
-    ) -> anyhow::Result<u64> {
+    pub async fn resolve_quarantine_tx(&self, tx: &mut Tx, mapping: &str, keys: &[&str]) -> anyhow::Result<u64> {
         let mut n = 0;
         for chunk in keys.chunks(5000) {
             let q = format!(
@@ -707,38 +629,6 @@ pub fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn positions_round_trip_with_full_precision() {
-        let t = NaiveDate::from_ymd_opt(2024, 3, 1)
-            .unwrap()
-            .and_hms_micro_opt(8, 30, 0, 123_456)
-            .unwrap();
-        let p = Position {
-            wm: Value::Timestamp(t),
-            key: vec![Value::Text("HK1".into()), Value::Int(7)],
-        };
-        assert_eq!(Position::from_json(&p.to_json()).unwrap(), p);
-    }
-
-    #[test]
-    fn lookback_on_text_watermarks_keeps_their_shape() {
-        let d = chrono::Duration::minutes(10);
-        assert_eq!(
-            minus(&Value::Text("20240301083000".into()), d),
-            Value::Text("20240301082000".into())
-        );
-        assert_eq!(
-            minus(&Value::Text("2024-03-01 08:30:00.5".into()), d),
-            Value::Text("2024-03-01 08:20:00".into())
-        );
-        assert_eq!(minus(&Value::Int(42), d), Value::Int(42));
-    }
-}
-
 /// One line of `hlx status`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct MappingStatus {
@@ -767,7 +657,10 @@ pub async fn mapping_status(
         .as_ref()
         .and_then(|p| watermark_instant(&p.wm, m.zone))
         .map(|t| (Utc::now() - t).num_seconds());
-    let q = format!("SELECT status, started_at, finished_at, error FROM {} WHERE mapping = ? ORDER BY id DESC LIMIT 1", state.t("hlx_run"));
+    let q = format!(
+        "SELECT status, started_at, finished_at, error FROM {} WHERE mapping = ? ORDER BY id DESC LIMIT 1",
+        state.t("hlx_run")
+    );
     let last = fetch_pool(&state.pool, &q, &[m.name.as_str().into()]).await?;
     let last = last.first();
     let fmt = |t: Option<DateTime<Utc>>| t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string());
@@ -790,22 +683,54 @@ pub fn watermark_instant(v: &Value, zone: chrono::FixedOffset) -> Option<DateTim
     use chrono::TimeZone;
     match v {
         Value::TimestampTz(t) => Some(t.with_timezone(&Utc)),
-        Value::Timestamp(n) => zone
-            .from_local_datetime(n)
-            .single()
-            .map(|t| t.with_timezone(&Utc)),
+        Value::Timestamp(n) => zone.from_local_datetime(n).single().map(|t| t.with_timezone(&Utc)),
         Value::Text(s) => {
             let t = s.trim();
-            [
-                "%Y%m%d%H%M%S",
-                "%Y-%m-%d %H:%M:%S%.f",
-                "%Y-%m-%dT%H:%M:%S%.f",
-            ]
-            .iter()
-            .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
-            .and_then(|n| zone.from_local_datetime(&n).single())
-            .map(|t| t.with_timezone(&Utc))
+            ["%Y%m%d%H%M%S", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
+                .iter()
+                .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
+                .and_then(|n| zone.from_local_datetime(&n).single())
+                .map(|t| t.with_timezone(&Utc))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_round_trip_with_full_precision() {
+        let t = NaiveDate::from_ymd_opt(2024, 3, 1)
+            .unwrap()
+            .and_hms_micro_opt(8, 30, 0, 123_456)
+            .unwrap();
+        let p = Position {
+            wm: Value::Timestamp(t),
+            key: vec![Value::Text("HK1".into()), Value::Int(7)],
+        };
+        assert_eq!(Position::from_json(&p.to_json()).unwrap(), p);
+    }
+
+    #[test]
+    fn lookback_on_text_watermarks_keeps_their_shape() {
+        let d = chrono::Duration::minutes(10);
+        assert_eq!(
+            minus(&Value::Text("20240301083000".into()), d),
+            Value::Text("20240301082000".into())
+        );
+        assert_eq!(
+            minus(&Value::Text("2024-03-01 08:30:00.5".into()), d),
+            Value::Text("2024-03-01 08:20:00.5".into())
+        );
+        assert_eq!(
+            minus(
+                &Value::Text("2024-03-01 08:30:00.000004".into()),
+                chrono::Duration::zero()
+            ),
+            Value::Text("2024-03-01 08:30:00.000004".into())
+        );
+        assert_eq!(minus(&Value::Int(42), d), Value::Int(42));
     }
 }

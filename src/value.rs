@@ -219,10 +219,7 @@ mod tests {
 
     #[test]
     fn numbers_hash_alike_across_engine_types() {
-        assert_eq!(
-            digest(&Value::Int(12)),
-            digest(&Value::Decimal("12.000".into()))
-        );
+        assert_eq!(digest(&Value::Int(12)), digest(&Value::Decimal("12.000".into())));
         assert_eq!(
             digest(&Value::Decimal("+012.50".into())),
             digest(&Value::Decimal("12.5".into()))
@@ -241,10 +238,7 @@ mod tests {
             .unwrap()
             .and_hms_micro_opt(8, 30, 0, 123_456)
             .unwrap();
-        assert_eq!(
-            Value::Timestamp(t).to_string(),
-            "2024-03-01 08:30:00.123456"
-        );
+        assert_eq!(Value::Timestamp(t).to_string(), "2024-03-01 08:30:00.123456");
         let t2 = t + chrono::Duration::microseconds(1);
         assert_ne!(digest(&Value::Timestamp(t)), digest(&Value::Timestamp(t2)));
     }

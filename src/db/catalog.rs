@@ -32,10 +32,7 @@ pub enum Kind {
 
 impl Kind {
     pub fn is_temporal(self) -> bool {
-        matches!(
-            self,
-            Kind::Date | Kind::Timestamp | Kind::TimestampTz | Kind::Time
-        )
+        matches!(self, Kind::Date | Kind::Timestamp | Kind::TimestampTz | Kind::Time)
     }
 }
 
@@ -75,9 +72,16 @@ impl Table {
             [] => Err(format!(
                 "column `{want}` does not exist in table {} (it has: {})",
                 self.name,
-                self.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                self.columns
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
-            _ => Err(format!("column `{want}` matches several columns of {} that differ only in case; write it exactly", self.name)),
+            _ => Err(format!(
+                "column `{want}` matches several columns of {} that differ only in case; write it exactly",
+                self.name
+            )),
         }
     }
 }
@@ -102,13 +106,10 @@ fn mysql_kind(data_type: &str, column_type: &str) -> Kind {
     let unsigned = column_type.contains("unsigned");
     match data_type {
         "bigint" if unsigned => Kind::BigUnsigned,
-        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "year" | "bit" => {
-            Kind::Int
-        }
+        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "year" | "bit" => Kind::Int,
         "float" | "double" | "real" => Kind::Float,
         "decimal" | "numeric" => Kind::Decimal,
-        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum" | "set"
-        | "json" => Kind::Text,
+        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum" | "set" | "json" => Kind::Text,
         "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => Kind::Bytes,
         "date" => Kind::Date,
         "time" => Kind::Time,

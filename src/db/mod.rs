@@ -43,10 +43,7 @@ impl Engine {
             "postgres" | "postgresql" => Ok(Engine::Postgres),
             "mysql" | "mariadb" => Ok(Engine::MySql),
             "sqlite" => Ok(Engine::Sqlite),
-            _ => Err(
-                "expected a URL starting with postgres://, mysql://, mariadb:// or sqlite:"
-                    .to_string(),
-            ),
+            _ => Err("expected a URL starting with postgres://, mysql://, mariadb:// or sqlite:".to_string()),
         }
     }
 
@@ -109,11 +106,7 @@ impl Pool {
         })
     }
 
-    async fn connect_inner(
-        ep: &Endpoint,
-        password: Option<&Secret>,
-        create: bool,
-    ) -> anyhow::Result<Pool> {
+    async fn connect_inner(ep: &Endpoint, password: Option<&Secret>, create: bool) -> anyhow::Result<Pool> {
         let acquire = ep.connect_timeout.0;
         let stmt_ms = ep.statement_timeout.0.as_millis().to_string();
         match ep.engine {
@@ -152,7 +145,8 @@ impl Pool {
                                 let my = format!("SET SESSION max_execution_time = {}", (secs * 1000.0) as u64);
                                 let _ = conn.execute(my.as_str()).await;
                             }
-                            conn.execute("SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES')").await?;
+                            conn.execute("SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES')")
+                                .await?;
                             Ok(())
                         })
                     })

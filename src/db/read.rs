@@ -170,11 +170,7 @@ impl Reader {
     pub fn batch_sql(&self, start: &Start, null_phase: bool) -> (String, Vec<Value>) {
         let mut args = Vec::new();
         let mut conds: Vec<String> = Vec::new();
-        let keys: Vec<String> = self
-            .key
-            .iter()
-            .map(|&k| self.cols[k].quoted.clone())
-            .collect();
+        let keys: Vec<String> = self.key.iter().map(|&k| self.cols[k].quoted.clone()).collect();
         let order = match (self.watermark, null_phase) {
             (Some(w), false) => {
                 let wq = self.cols[w].quoted.clone();
@@ -226,6 +222,7 @@ impl Reader {
     /// Reads one batch (at most `batch_size` rows).
     pub async fn batch(&self, start: &Start, null_phase: bool) -> anyhow::Result<Vec<Vec<Value>>> {
         let (sql, args) = self.batch_sql(start, null_phase);
+        tracing::debug!(%sql, args = ?args, "source batch");
         self.fetch(&sql, &args)
             .await
             .with_context(|| format!("reading source table {}", self.catalog.name))
@@ -375,30 +372,20 @@ fn decode_pg(r: &sqlx::postgres::PgRow, decs: &[Dec]) -> anyhow::Result<Vec<Valu
     let mut out = Vec::with_capacity(decs.len());
     for (i, d) in decs.iter().enumerate() {
         let v = match d {
-            Dec::I16 => r
-                .try_get::<Option<i16>, _>(i)?
-                .map(|x| Value::Int(x as i64)),
-            Dec::I32 => r
-                .try_get::<Option<i32>, _>(i)?
-                .map(|x| Value::Int(x as i64)),
+            Dec::I16 => r.try_get::<Option<i16>, _>(i)?.map(|x| Value::Int(x as i64)),
+            Dec::I32 => r.try_get::<Option<i32>, _>(i)?.map(|x| Value::Int(x as i64)),
             Dec::I64 => r.try_get::<Option<i64>, _>(i)?.map(Value::Int),
-            Dec::F32 => r
-                .try_get::<Option<f32>, _>(i)?
-                .map(|x| Value::Float(x as f64)),
+            Dec::F32 => r.try_get::<Option<f32>, _>(i)?.map(|x| Value::Float(x as f64)),
             Dec::F64 => r.try_get::<Option<f64>, _>(i)?.map(Value::Float),
             Dec::Bool => r.try_get::<Option<bool>, _>(i)?.map(Value::Bool),
             Dec::Text => r.try_get::<Option<String>, _>(i)?.map(Value::Text),
             Dec::Bytes => r.try_get::<Option<Vec<u8>>, _>(i)?.map(Value::Bytes),
             Dec::Date => r.try_get::<Option<NaiveDate>, _>(i)?.map(Value::Date),
-            Dec::Ts => r
-                .try_get::<Option<NaiveDateTime>, _>(i)?
-                .map(Value::Timestamp),
+            Dec::Ts => r.try_get::<Option<NaiveDateTime>, _>(i)?.map(Value::Timestamp),
             Dec::TsTz => r
                 .try_get::<Option<chrono::DateTime<chrono::Utc>>, _>(i)?
                 .map(|t| Value::TimestampTz(t.fixed_offset())),
-            Dec::TextAs(k) => r
-                .try_get::<Option<String>, _>(i)?
-                .map(|s| parse_text_as(*k, s)),
+            Dec::TextAs(k) => r.try_get::<Option<String>, _>(i)?.map(|s| parse_text_as(*k, s)),
             Dec::Dynamic => unreachable!("dynamic decoding is SQLite's"),
         };
         out.push(v.unwrap_or(Value::Null));
@@ -411,20 +398,15 @@ fn decode_my(r: &sqlx::mysql::MySqlRow, decs: &[Dec]) -> anyhow::Result<Vec<Valu
     for (i, d) in decs.iter().enumerate() {
         let v = match d {
             Dec::I64 => r.try_get::<Option<i64>, _>(i)?.map(Value::Int),
-            Dec::F32 => r
-                .try_get::<Option<f32>, _>(i)?
-                .map(|x| Value::Float(x as f64)),
+            Dec::F32 => r.try_get::<Option<f32>, _>(i)?.map(|x| Value::Float(x as f64)),
             Dec::F64 => r.try_get::<Option<f64>, _>(i)?.map(Value::Float),
-            Dec::Text => {
-                r.try_get_unchecked::<Option<&[u8]>, _>(i)?
-                    .map(|b| match std::str::from_utf8(b) {
-                        Ok(s) => Value::Text(s.to_string()),
-                        Err(_) => Value::Bytes(b.to_vec()),
-                    })
-            }
-            Dec::Bytes => r
-                .try_get_unchecked::<Option<Vec<u8>>, _>(i)?
-                .map(Value::Bytes),
+            Dec::Text => r
+                .try_get_unchecked::<Option<&[u8]>, _>(i)?
+                .map(|b| match std::str::from_utf8(b) {
+                    Ok(s) => Value::Text(s.to_string()),
+                    Err(_) => Value::Bytes(b.to_vec()),
+                }),
+            Dec::Bytes => r.try_get_unchecked::<Option<Vec<u8>>, _>(i)?.map(Value::Bytes),
             Dec::TextAs(k) => r
                 .try_get_unchecked::<Option<&[u8]>, _>(i)?
                 .map(|b| parse_text_as(*k, String::from_utf8_lossy(b).into_owned())),

@@ -101,7 +101,14 @@ macro_rules! getter {
 }
 
 impl DbRow {
-    getter!(i64, i64);
+    pub fn i64(&self, i: usize) -> anyhow::Result<Option<i64>> {
+        Ok(match self {
+            DbRow::Pg(r) => r.try_get::<Option<i64>, _>(i)?,
+            // MySQL reports some integer results as UNSIGNED; read the bytes as i64.
+            DbRow::My(r) => r.try_get_unchecked::<Option<i64>, _>(i)?,
+            DbRow::Lite(r) => r.try_get::<Option<i64>, _>(i)?,
+        })
+    }
     getter!(bytes, Vec<u8>);
     getter!(utc, DateTime<Utc>);
 
@@ -191,13 +198,8 @@ pub async fn exec_pool(pool: &Pool, sql: &str, args: &[Arg]) -> anyhow::Result<u
             execute,
             |r: sqlx::postgres::PgQueryResult| r.rows_affected()
         ),
-        Pool::My(p) => run_on!(
-            p,
-            sql.to_string(),
-            args,
-            execute,
-            |r: sqlx::mysql::MySqlQueryResult| r.rows_affected()
-        ),
+        Pool::My(p) => run_on!(p, sql.to_string(), args, execute, |r: sqlx::mysql::MySqlQueryResult| r
+            .rows_affected()),
         Pool::Lite(p) => run_on!(
             p,
             sql.to_string(),
@@ -230,9 +232,6 @@ pub async fn fetch_pool(pool: &Pool, sql: &str, args: &[Arg]) -> anyhow::Result<
 mod tests {
     #[test]
     fn placeholders_are_numbered() {
-        assert_eq!(
-            super::placeholders("a = ? AND b IN (?, ?)"),
-            "a = $1 AND b IN ($2, $3)"
-        );
+        assert_eq!(super::placeholders("a = ? AND b IN (?, ?)"), "a = $1 AND b IN ($2, $3)");
     }
 }

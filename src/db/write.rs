@@ -45,11 +45,7 @@ pub type Refused = (usize, String);
 
 impl Writer {
     /// Resolves the mapping's fields against the live target table.
-    pub async fn new(
-        pool: &Pool,
-        m: &Mapping,
-        province_zone: FixedOffset,
-    ) -> anyhow::Result<Writer> {
+    pub async fn new(pool: &Pool, m: &Mapping, province_zone: FixedOffset) -> anyhow::Result<Writer> {
         let engine = pool.engine();
         let table = catalog::require(pool, &m.target.table, "target").await?;
         let mut cols = Vec::new();
@@ -57,9 +53,7 @@ impl Writer {
         for f in &m.fields {
             match table.column(f.target.as_str()) {
                 Ok((_, c)) => cols.push(TgtCol {
-                    quoted: Ident::parse(&c.name)
-                        .map_err(anyhow::Error::msg)?
-                        .quoted(engine),
+                    quoted: Ident::parse(&c.name).map_err(anyhow::Error::msg)?.quoted(engine),
                     kind: c.kind,
                     sql_type: c.sql_type.clone(),
                 }),
@@ -71,9 +65,7 @@ impl Writer {
             OnDelete::Mark { column, value } => match table.column(column.as_str()) {
                 Ok((_, c)) => Some((
                     TgtCol {
-                        quoted: Ident::parse(&c.name)
-                            .map_err(anyhow::Error::msg)?
-                            .quoted(engine),
+                        quoted: Ident::parse(&c.name).map_err(anyhow::Error::msg)?.quoted(engine),
                         kind: c.kind,
                         sql_type: c.sql_type.clone(),
                     },
@@ -109,18 +101,14 @@ impl Writer {
     /// wall-clock time in the province's zone for naive columns.
     fn adapt(&self, v: &Value, kind: Kind) -> Value {
         match (v, kind) {
-            (Value::Timestamp(n), Kind::TimestampTz) => {
-                match self.source_zone.from_local_datetime(n).single() {
-                    Some(t) => Value::TimestampTz(t),
-                    None => v.clone(),
-                }
-            }
+            (Value::Timestamp(n), Kind::TimestampTz) => match self.source_zone.from_local_datetime(n).single() {
+                Some(t) => Value::TimestampTz(t),
+                None => v.clone(),
+            },
             (Value::TimestampTz(t), Kind::Timestamp) => {
                 Value::Timestamp(t.with_timezone(&self.province_zone).naive_local())
             }
-            (Value::TimestampTz(t), Kind::Date) => {
-                Value::Date(t.with_timezone(&self.province_zone).date_naive())
-            }
+            (Value::TimestampTz(t), Kind::Date) => Value::Date(t.with_timezone(&self.province_zone).date_naive()),
             (Value::Timestamp(n), Kind::Date) => Value::Date(n.date()),
             _ => v.clone(),
         }
@@ -137,12 +125,7 @@ impl Writer {
     /// Upserts rows (each in field order). `fresh` says hlx has no state for
     /// any of these keys, which lets PostgreSQL try a plain COPY first.
     /// Returns the rows the target refused.
-    pub async fn upsert(
-        &self,
-        tx: &mut Tx,
-        rows: &[&[Value]],
-        fresh: bool,
-    ) -> anyhow::Result<Vec<Refused>> {
+    pub async fn upsert(&self, tx: &mut Tx, rows: &[&[Value]], fresh: bool) -> anyhow::Result<Vec<Refused>> {
         if rows.is_empty() {
             return Ok(vec![]);
         }
@@ -187,11 +170,7 @@ impl Writer {
 
     async fn write_many(&self, tx: &mut Tx, rows: &[&[Value]]) -> anyhow::Result<()> {
         let cols = self.col_list();
-        let keys: Vec<&str> = self
-            .key
-            .iter()
-            .map(|&k| self.cols[k].quoted.as_str())
-            .collect();
+        let keys: Vec<&str> = self.key.iter().map(|&k| self.cols[k].quoted.as_str()).collect();
         let non_key: Vec<&TgtCol> = (0..self.cols.len())
             .filter(|i| !self.key.contains(i))
             .map(|i| &self.cols[i])
@@ -227,11 +206,7 @@ impl Writer {
                 Ok(())
             }
             Tx::Pg(t) => {
-                let params: Vec<String> = self
-                    .cols
-                    .iter()
-                    .map(|c| format!("CAST(? AS {})", c.sql_type))
-                    .collect();
+                let params: Vec<String> = self.cols.iter().map(|c| format!("CAST(? AS {})", c.sql_type)).collect();
                 let set = if non_key.is_empty() {
                     "NOTHING".to_string()
                 } else {
@@ -427,11 +402,9 @@ impl Writer {
 /// SQLite holds times as ISO-8601 text.
 fn lite_text(v: &Value) -> Value {
     match v {
-        Value::Timestamp(_)
-        | Value::TimestampTz(_)
-        | Value::Date(_)
-        | Value::Time(_)
-        | Value::Decimal(_) => Value::Text(v.to_string()),
+        Value::Timestamp(_) | Value::TimestampTz(_) | Value::Date(_) | Value::Time(_) | Value::Decimal(_) => {
+            Value::Text(v.to_string())
+        }
         other => other.clone(),
     }
 }
@@ -450,12 +423,7 @@ fn copy_escape(s: &str, out: &mut Vec<u8>) {
 }
 
 /// Splits rows so a statement stays under a parameter count and a byte size.
-fn chunks<'a>(
-    rows: &'a [&'a [Value]],
-    cols: usize,
-    max_params: usize,
-    max_bytes: usize,
-) -> Vec<&'a [&'a [Value]]> {
+fn chunks<'a>(rows: &'a [&'a [Value]], cols: usize, max_params: usize, max_bytes: usize) -> Vec<&'a [&'a [Value]]> {
     let per = (max_params / cols.max(1)).max(1);
     let mut out = Vec::new();
     let mut start = 0;
@@ -500,11 +468,10 @@ async fn rollback_to(tx: &mut Tx, name: &str) -> anyhow::Result<()> {
 }
 
 fn db_error(e: &anyhow::Error) -> Option<&(dyn sqlx::error::DatabaseError + 'static)> {
-    e.chain()
-        .find_map(|c| match c.downcast_ref::<sqlx::Error>() {
-            Some(sqlx::Error::Database(d)) => Some(&**d),
-            _ => None,
-        })
+    e.chain().find_map(|c| match c.downcast_ref::<sqlx::Error>() {
+        Some(sqlx::Error::Database(d)) => Some(&**d),
+        _ => None,
+    })
 }
 
 /// A refusal by the database of the data (as opposed to a lost connection):

@@ -93,13 +93,25 @@ async fn go(dir: &Path, json: bool) -> anyhow::Result<i32> {
                 dir.display()
             );
         } else {
-            println!("hlx demo: {} exists; ran its mappings again (nothing changed at the partners, so nothing moves)\n", dir.display());
+            println!(
+                "hlx demo: {} exists; ran its mappings again (nothing changed at the partners, so nothing moves)\n",
+                dir.display()
+            );
         }
         print!("{}", crate::cli::render_outcomes(&outcomes));
         let abs = std::fs::canonicalize(dir)?;
-        println!("\nprovincial database: {}/province.db   (sqlite3 {0}/province.db 'SELECT * FROM work_order LIMIT 5')", abs.display());
-        println!("quarantined rows:    sqlite3 {}/province.db 'SELECT row_key, reason FROM hlx_quarantine'", abs.display());
-        println!("again:               hlx -c {}/exchange.toml run      status: hlx -c {0}/exchange.toml status", abs.display());
+        println!(
+            "\nprovincial database: {}/province.db   (sqlite3 {0}/province.db 'SELECT * FROM work_order LIMIT 5')",
+            abs.display()
+        );
+        println!(
+            "quarantined rows:    sqlite3 {}/province.db 'SELECT row_key, reason FROM hlx_quarantine'",
+            abs.display()
+        );
+        println!(
+            "again:               hlx -c {}/exchange.toml run      status: hlx -c {0}/exchange.toml status",
+            abs.display()
+        );
     }
     let failed = outcomes.iter().any(|o| {
         matches!(
@@ -177,12 +189,7 @@ dir = "mappings"
             13 => "00000000000000".to_string(),
             29 => String::new(),
             41 => format!("202403{day:02}0930"),
-            _ => format!(
-                "202403{day:02}{:02}{:02}{:02}",
-                8 + i % 10,
-                i % 60,
-                (i * 7) % 60
-            ),
+            _ => format!("202403{day:02}{:02}{:02}{:02}", 8 + i % 10, i % 60, (i * 7) % 60),
         };
         let phone = match i % 5 {
             0 => format!("+86 138-{:04}-{:04}", i, 1000 + i),
@@ -275,13 +282,7 @@ dir = "mappings"
             format!("SC{:08}", 20240000 + i).into(),
             format!("SJ2024{i:06}").into(),
             g.pick(&["ZX", "TS", "JB"]).into(),
-            format!(
-                "2024-03-{:02} {:02}:{:02}:00",
-                1 + i / 10,
-                8 + i % 9,
-                i % 60
-            )
-            .into(),
+            format!("2024-03-{:02} {:02}:{:02}:00", 1 + i / 10, 8 + i % 9, i % 60).into(),
             format!("+86{}", 13800000000u64 + i as u64 * 7).into(),
             g.pick(&["食品", "家电", "服装", "预付卡"]).into(),
             format!("4601{:02}000000", 5 + i % 4).into(),

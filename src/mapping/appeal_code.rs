@@ -80,10 +80,7 @@ pub fn normalize(raw: &str) -> Result<AppealCode, String> {
         return Err(format!("`{raw}`: `{bad}` is not a digit"));
     }
     if base.len() % 2 != 0 {
-        return Err(format!(
-            "`{raw}`: {} digits, expected two digits per level",
-            base.len()
-        ));
+        return Err(format!("`{raw}`: {} digits, expected two digits per level", base.len()));
     }
     if base.len() > 10 {
         return Err(format!(
@@ -124,9 +121,7 @@ pub fn normalize(raw: &str) -> Result<AppealCode, String> {
             ));
         }
         if ext.is_empty() || ext.len() % 2 != 0 || !ext.chars().all(|c| c.is_ascii_digit()) {
-            return Err(format!(
-                "`{raw}`: after `Z` expected two-digit levels, found `{ext}`"
-            ));
+            return Err(format!("`{raw}`: after `Z` expected two-digit levels, found `{ext}`"));
         }
         let groups: Vec<&str> = (0..ext.len() / 2).map(|i| &ext[i * 2..i * 2 + 2]).collect();
         if let Some(p) = groups.iter().position(|g| *g == "00") {

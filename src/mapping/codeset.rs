@@ -17,8 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// A code-set file as parsed: table → partner value → provincial value, with spans.
-type RawFile =
-    toml::Spanned<BTreeMap<String, toml::Spanned<BTreeMap<String, toml::Spanned<toml::Value>>>>>;
+type RawFile = toml::Spanned<BTreeMap<String, toml::Spanned<BTreeMap<String, toml::Spanned<toml::Value>>>>>;
 
 /// One code set.
 #[derive(Debug)]
@@ -64,18 +63,16 @@ impl CodeSets {
                     continue;
                 }
             };
-            let stem = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or("")
-                .to_string();
-            sets.sources
-                .push((format!("codesets/{stem}.toml"), file.text.clone()));
+            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("").to_string();
+            sets.sources.push((format!("codesets/{stem}.toml"), file.text.clone()));
             let doc: RawFile = match toml::from_str(&file.text) {
                 Ok(d) => d,
                 Err(e) => {
                     let mut d = file.toml_error(&e);
-                    d.message = format!("{} (a code-set file holds tables of \"partner value\" = \"provincial value\")", d.message);
+                    d.message = format!(
+                        "{} (a code-set file holds tables of \"partner value\" = \"provincial value\")",
+                        d.message
+                    );
                     diags.push(d);
                     continue;
                 }
@@ -117,21 +114,14 @@ impl CodeSets {
     /// Resolves a code-set reference from a mapping of `partner`.
     pub fn resolve(&self, reference: &str, partner: &str) -> Result<Arc<CodeSet>, String> {
         if let Some((file, table)) = reference.split_once('.') {
-            return self
-                .files
-                .get(file)
-                .and_then(|t| t.get(table))
-                .cloned()
-                .ok_or_else(|| format!("code set `{reference}` not found (no table `{table}` in codesets/{file}.toml)"));
+            return self.files.get(file).and_then(|t| t.get(table)).cloned().ok_or_else(|| {
+                format!("code set `{reference}` not found (no table `{table}` in codesets/{file}.toml)")
+            });
         }
         if let Some(set) = self.files.get(partner).and_then(|t| t.get(reference)) {
             return Ok(set.clone());
         }
-        let found: Vec<&Arc<CodeSet>> = self
-            .files
-            .values()
-            .filter_map(|t| t.get(reference))
-            .collect();
+        let found: Vec<&Arc<CodeSet>> = self.files.values().filter_map(|t| t.get(reference)).collect();
         match found.as_slice() {
             [one] => Ok((*one).clone()),
             [] => Err(format!(
@@ -140,10 +130,7 @@ impl CodeSets {
             )),
             many => Err(format!(
                 "code set `{reference}` is ambiguous: defined as {}; write the qualified name",
-                many.iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" and ")
+                many.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(" and ")
             )),
         }
     }

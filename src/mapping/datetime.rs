@@ -27,9 +27,7 @@ const AUTO_FORMATS: &[&str] = &[
 /// True for values that mean "no date": empty, all zeros with separators.
 pub fn is_zero_or_empty(s: &str) -> bool {
     let t = s.trim();
-    t.is_empty()
-        || t.chars()
-            .all(|c| matches!(c, '0' | '-' | ':' | ' ' | '.' | '/' | 'T'))
+    t.is_empty() || t.chars().all(|c| matches!(c, '0' | '-' | ':' | ' ' | '.' | '/' | 'T'))
 }
 
 /// Parses `input` into an instant. Naive inputs are taken as wall-clock time
@@ -92,17 +90,11 @@ pub fn parse_zone(s: &str) -> Result<FixedOffset, String> {
     let t = s.trim();
     match t {
         "UTC" | "Z" | "Etc/UTC" | "+00:00" => return Ok(FixedOffset::east_opt(0).expect("0")),
-        "Asia/Shanghai" | "PRC" | "Asia/Chongqing" | "Asia/Harbin" | "Asia/Urumqi"
-        | "Asia/Hong_Kong" | "Asia/Macau" | "Asia/Taipei" => {
-            return Ok(FixedOffset::east_opt(8 * 3600).expect("+8"))
-        }
+        "Asia/Shanghai" | "PRC" | "Asia/Chongqing" | "Asia/Harbin" | "Asia/Urumqi" | "Asia/Hong_Kong"
+        | "Asia/Macau" | "Asia/Taipei" => return Ok(FixedOffset::east_opt(8 * 3600).expect("+8")),
         _ => {}
     }
-    let bad = || {
-        format!(
-            "time zone `{t}`: expected an offset like \"+08:00\", or \"UTC\" or \"Asia/Shanghai\""
-        )
-    };
+    let bad = || format!("time zone `{t}`: expected an offset like \"+08:00\", or \"UTC\" or \"Asia/Shanghai\"");
     let (sign, rest) = match t.as_bytes().first() {
         Some(b'+') => (1, &t[1..]),
         Some(b'-') => (-1, &t[1..]),
@@ -131,12 +123,7 @@ mod tests {
 
     #[test]
     fn string_times_in_the_partner_zone() {
-        let v = parse(
-            &Value::Text("20240301083000".into()),
-            &fmt(&["%Y%m%d%H%M%S"]),
-            cst(),
-        )
-        .unwrap();
+        let v = parse(&Value::Text("20240301083000".into()), &fmt(&["%Y%m%d%H%M%S"]), cst()).unwrap();
         assert_eq!(v.to_string(), "2024-03-01T08:30:00+08:00");
         let v = parse(
             &Value::Text("202403010830".into()),
@@ -149,13 +136,7 @@ mod tests {
 
     #[test]
     fn zero_and_empty_are_null() {
-        for s in [
-            "",
-            "  ",
-            "00000000000000",
-            "0000-00-00 00:00:00",
-            "0000-00-00",
-        ] {
+        for s in ["", "  ", "00000000000000", "0000-00-00 00:00:00", "0000-00-00"] {
             assert_eq!(
                 parse(&Value::Text(s.into()), &fmt(&["%Y%m%d%H%M%S"]), cst()).unwrap(),
                 Value::Null,
@@ -166,16 +147,8 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_naming_the_formats() {
-        let e = parse(
-            &Value::Text("2024-13-45".into()),
-            &fmt(&["%Y%m%d%H%M%S"]),
-            cst(),
-        )
-        .unwrap_err();
-        assert!(
-            e.contains("`2024-13-45` does not match `%Y%m%d%H%M%S`"),
-            "{e}"
-        );
+        let e = parse(&Value::Text("2024-13-45".into()), &fmt(&["%Y%m%d%H%M%S"]), cst()).unwrap_err();
+        assert!(e.contains("`2024-13-45` does not match `%Y%m%d%H%M%S`"), "{e}");
     }
 
     #[test]
@@ -191,10 +164,7 @@ mod tests {
     #[test]
     fn zones() {
         assert_eq!(parse_zone("Asia/Shanghai").unwrap(), cst());
-        assert_eq!(
-            parse_zone("-05:30").unwrap().local_minus_utc(),
-            -(5 * 3600 + 1800)
-        );
+        assert_eq!(parse_zone("-05:30").unwrap().local_minus_utc(), -(5 * 3600 + 1800));
         assert!(parse_zone("Mars/Base").is_err());
     }
 }

@@ -123,10 +123,7 @@ pub struct Mapping {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mapped {
     /// A row to upsert, in field order, with its checksum.
-    Row {
-        values: Vec<Value>,
-        checksum: [u8; 32],
-    },
+    Row { values: Vec<Value>, checksum: [u8; 32] },
     /// The source marks the row deleted; the target key values.
     Deleted { key: Vec<Value> },
 }
@@ -212,17 +209,17 @@ impl Mapping {
             match (self.map_row(&row), &t.reject) {
                 (Ok(Mapped::Row { values, .. }), None) => {
                     if t.deleted {
-                        failures.push(format!(
-                            "{at}: test `{}`: expected a deleted row, got a row",
-                            t.name
-                        ));
+                        failures.push(format!("{at}: test `{}`: expected a deleted row, got a row", t.name));
                     }
                     for (field, want) in &t.expect {
                         match self.fields.iter().position(|f| f.target.as_str() == field) {
                             Some(i) => {
                                 let got = values[i].to_string();
                                 if &got != want {
-                                    failures.push(format!("{at}: test `{}`: field `{field}`: expected `{want}`, got `{got}`", t.name));
+                                    failures.push(format!(
+                                        "{at}: test `{}`: field `{field}`: expected `{want}`, got `{got}`",
+                                        t.name
+                                    ));
                                 }
                             }
                             None => failures.push(format!(
@@ -234,10 +231,7 @@ impl Mapping {
                 }
                 (Ok(Mapped::Deleted { .. }), None) => {
                     if !t.deleted {
-                        failures.push(format!(
-                            "{at}: test `{}`: the row was read as deleted",
-                            t.name
-                        ));
+                        failures.push(format!("{at}: test `{}`: the row was read as deleted", t.name));
                     }
                 }
                 (Ok(_), Some(want)) => failures.push(format!(
@@ -349,8 +343,7 @@ impl<'de> Deserialize<'de> for RawField {
                 Ok(RawField::From(s.to_string()))
             }
             fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<RawField, A::Error> {
-                RawRule::deserialize(de::value::MapAccessDeserializer::new(m))
-                    .map(|r| RawField::Rule(Box::new(r)))
+                RawRule::deserialize(de::value::MapAccessDeserializer::new(m)).map(|r| RawField::Rule(Box::new(r)))
             }
         }
         d.deserialize_any(V)
@@ -428,12 +421,7 @@ pub fn load(path: &Path, ctx: &Context, diags: &mut Diagnostics) -> Option<Mappi
     }
 }
 
-fn ident(
-    file: &SourceFile,
-    s: &Spanned<String>,
-    what: &str,
-    diags: &mut Diagnostics,
-) -> Option<Ident> {
+fn ident(file: &SourceFile, s: &Spanned<String>, what: &str, diags: &mut Diagnostics) -> Option<Ident> {
     match Ident::parse(s.get_ref()) {
         Ok(i) => Some(i),
         Err(e) => {
@@ -443,12 +431,7 @@ fn ident(
     }
 }
 
-fn table(
-    file: &SourceFile,
-    s: &Spanned<String>,
-    what: &str,
-    diags: &mut Diagnostics,
-) -> Option<TableName> {
+fn table(file: &SourceFile, s: &Spanned<String>, what: &str, diags: &mut Diagnostics) -> Option<TableName> {
     match TableName::parse(s.get_ref()) {
         Ok(t) => Some(t),
         Err(e) => {
@@ -476,16 +459,10 @@ fn toml_to_text(v: &toml::Value) -> String {
     }
 }
 
-static NAME_RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-    regex::Regex::new(r"^[a-z0-9_]+(\.[a-z0-9_]+)*$").expect("static regex")
-});
+static NAME_RE: std::sync::LazyLock<regex::Regex> =
+    std::sync::LazyLock::new(|| regex::Regex::new(r"^[a-z0-9_]+(\.[a-z0-9_]+)*$").expect("static regex"));
 
-fn compile(
-    file: &SourceFile,
-    raw: RawMapping,
-    ctx: &Context,
-    diags: &mut Diagnostics,
-) -> Option<Mapping> {
+fn compile(file: &SourceFile, raw: RawMapping, ctx: &Context, diags: &mut Diagnostics) -> Option<Mapping> {
     let name = raw.name.get_ref().clone();
     if !NAME_RE.is_match(&name) {
         diags.push(file.at(raw.name.span(), format!("mapping name `{name}`: expected lower-case letters, digits, `_`, in dot-separated parts (e.g. `haikou.work_order`)")));
@@ -495,9 +472,7 @@ fn compile(
     if partner.is_none() {
         diags.push(file.at(
             raw.partner.span(),
-            format!(
-                "partner `{partner_name}` is not declared in exchange.toml ([[partner]] name = …)"
-            ),
+            format!("partner `{partner_name}` is not declared in exchange.toml ([[partner]] name = …)"),
         ));
     }
     let direction = match raw.direction.as_ref().map(|d| d.get_ref().as_str()) {
@@ -537,10 +512,7 @@ fn compile(
     let batch_size = match &raw.batch_size {
         Some(b) if (1..=1_000_000).contains(b.get_ref()) => *b.get_ref() as usize,
         Some(b) => {
-            diags.push(file.at(
-                b.span(),
-                format!("batch_size {}: expected 1 to 1000000", b.get_ref()),
-            ));
+            diags.push(file.at(b.span(), format!("batch_size {}: expected 1 to 1000000", b.get_ref())));
             d.batch_size
         }
         None => pd.batch_size.unwrap_or(d.batch_size),
@@ -591,10 +563,7 @@ fn compile(
     let src = raw.source.get_ref();
     let src_table = table(file, &src.table, "[source] table", diags);
     if src.key.get_ref().is_empty() {
-        diags.push(file.at(
-            src.key.span(),
-            "[source] key: at least one column is needed",
-        ));
+        diags.push(file.at(src.key.span(), "[source] key: at least one column is needed"));
     }
     let mut src_key = Vec::new();
     for k in src.key.get_ref() {
@@ -625,10 +594,7 @@ fn compile(
             .iter()
             .any(|f| f.target.as_str().eq_ignore_ascii_case(target_id.as_str()))
         {
-            diags.push(file.at(
-                target.span(),
-                format!("field `{target_id}` is defined twice"),
-            ));
+            diags.push(file.at(target.span(), format!("field `{target_id}` is defined twice")));
             continue;
         }
         let field = match spec.get_ref() {
@@ -670,20 +636,14 @@ fn compile(
         fields.push(field);
     }
     if fields.is_empty() {
-        diags.push(file.at(
-            raw.fields.span(),
-            "[fields] is empty: map at least the target key",
-        ));
+        diags.push(file.at(raw.fields.span(), "[fields] is empty: map at least the target key"));
     }
 
     let tgt = raw.target.get_ref();
     let tgt_table = table(file, &tgt.table, "[target] table", diags);
     let mut tgt_key = Vec::new();
     if tgt.key.get_ref().is_empty() {
-        diags.push(file.at(
-            tgt.key.span(),
-            "[target] key: at least one column is needed",
-        ));
+        diags.push(file.at(tgt.key.span(), "[target] key: at least one column is needed"));
     }
     for k in tgt.key.get_ref() {
         match fields
@@ -699,29 +659,33 @@ fn compile(
     }
     let on_delete = match &tgt.on_delete {
         None => OnDelete::Delete,
-        Some(v) => {
-            match v.get_ref() {
-                toml::Value::String(s) if s == "delete" => OnDelete::Delete,
-                toml::Value::Table(t) => {
-                    let col = t.get("column").and_then(|c| c.as_str()).map(Ident::parse);
-                    let val = t.get("value");
-                    match (col, val, t.len()) {
-                        (Some(Ok(column)), Some(value), 2) => OnDelete::Mark {
-                            column,
-                            value: toml_to_value(value),
-                        },
-                        _ => {
-                            diags.push(file.at(v.span(), "[target] on_delete: expected \"delete\" or { column = \"NAME\", value = … }"));
-                            OnDelete::Delete
-                        }
+        Some(v) => match v.get_ref() {
+            toml::Value::String(s) if s == "delete" => OnDelete::Delete,
+            toml::Value::Table(t) => {
+                let col = t.get("column").and_then(|c| c.as_str()).map(Ident::parse);
+                let val = t.get("value");
+                match (col, val, t.len()) {
+                    (Some(Ok(column)), Some(value), 2) => OnDelete::Mark {
+                        column,
+                        value: toml_to_value(value),
+                    },
+                    _ => {
+                        diags.push(file.at(
+                            v.span(),
+                            "[target] on_delete: expected \"delete\" or { column = \"NAME\", value = … }",
+                        ));
+                        OnDelete::Delete
                     }
                 }
-                _ => {
-                    diags.push(file.at(v.span(), "[target] on_delete: expected \"delete\" or { column = \"NAME\", value = … }"));
-                    OnDelete::Delete
-                }
             }
-        }
+            _ => {
+                diags.push(file.at(
+                    v.span(),
+                    "[target] on_delete: expected \"delete\" or { column = \"NAME\", value = … }",
+                ));
+                OnDelete::Delete
+            }
+        },
     };
 
     let mut tests = Vec::new();
@@ -741,11 +705,7 @@ fn compile(
         tests.push(MappingTest {
             name: rt.name.clone(),
             line,
-            input: rt
-                .input
-                .iter()
-                .map(|(k, v)| (k.clone(), toml_to_value(v)))
-                .collect(),
+            input: rt.input.iter().map(|(k, v)| (k.clone(), toml_to_value(v))).collect(),
             expect: rt
                 .expect
                 .iter()
@@ -823,11 +783,7 @@ fn compile_rule(
             return None;
         }
         (None, None) => {
-            err(
-                diags,
-                span,
-                "needs `from = \"COLUMN\"` or `value = …`".into(),
-            );
+            err(diags, span, "needs `from = \"COLUMN\"` or `value = …`".into());
             return None;
         }
     };
@@ -836,13 +792,9 @@ fn compile_rule(
         let spec = match dt.get_ref() {
             toml::Value::Boolean(true) => Some(DatetimeSpec::Auto),
             toml::Value::String(s) => Some(DatetimeSpec::Formats(vec![s.clone()])),
-            toml::Value::Array(a) if !a.is_empty() && a.iter().all(|x| x.is_str()) => {
-                Some(DatetimeSpec::Formats(
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(str::to_string))
-                        .collect(),
-                ))
-            }
+            toml::Value::Array(a) if !a.is_empty() && a.iter().all(|x| x.is_str()) => Some(DatetimeSpec::Formats(
+                a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+            )),
             _ => None,
         };
         match spec {
@@ -859,8 +811,7 @@ fn compile_rule(
             None => err(
                 diags,
                 dt.span(),
-                "datetime: expected a format such as \"%Y%m%d%H%M%S\", a list of formats, or true"
-                    .into(),
+                "datetime: expected a format such as \"%Y%m%d%H%M%S\", a list of formats, or true".into(),
             ),
         }
     }
@@ -882,10 +833,7 @@ fn compile_rule(
             None => err(
                 diags,
                 m.span(),
-                format!(
-                    "mask `{}`: expected \"phone\", \"id\" or \"name\"",
-                    m.get_ref()
-                ),
+                format!("mask `{}`: expected \"phone\", \"id\" or \"name\"", m.get_ref()),
             ),
         }
     }
@@ -895,7 +843,11 @@ fn compile_rule(
         }
     }
     if transforms.len() > 1 {
-        err(diags, transforms[1].1.clone(), "a field takes one transform (datetime, codeset, appeal_code or mask); split it into two fields".into());
+        err(
+            diags,
+            transforms[1].1.clone(),
+            "a field takes one transform (datetime, codeset, appeal_code or mask); split it into two fields".into(),
+        );
     }
     let pattern = match &r.pattern {
         Some(p) => match regex::Regex::new(p.get_ref()) {
@@ -926,10 +878,7 @@ fn compile_rule(
                 err(
                     diags,
                     p.span(),
-                    format!(
-                        "personal `{}`: expected \"phone\", \"id\" or \"name\"",
-                        p.get_ref()
-                    ),
+                    format!("personal `{}`: expected \"phone\", \"id\" or \"name\"", p.get_ref()),
                 );
                 None
             }
@@ -946,11 +895,7 @@ fn compile_rule(
         trim: r.trim.unwrap_or(false),
         null_if: r.null_if.clone().unwrap_or_default(),
         pattern,
-        transform: transforms
-            .into_iter()
-            .next()
-            .map(|t| t.0)
-            .unwrap_or(Transform::None),
+        transform: transforms.into_iter().next().map(|t| t.0).unwrap_or(Transform::None),
         required: r.required.unwrap_or(false),
         max_chars,
         personal,
@@ -962,9 +907,7 @@ fn compile_rule(
 fn check_chrono_format(f: &str) -> Option<String> {
     use chrono::format::{Item, StrftimeItems};
     if StrftimeItems::new(f).any(|i| matches!(i, Item::Error)) {
-        Some(format!(
-            "datetime format `{f}` has an unknown `%` specifier"
-        ))
+        Some(format!("datetime format `{f}` has an unknown `%` specifier"))
     } else {
         None
     }

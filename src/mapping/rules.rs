@@ -67,10 +67,7 @@ impl MaskKind {
 pub enum Transform {
     None,
     Datetime(DatetimeSpec),
-    Codeset {
-        set: Arc<CodeSet>,
-        default: Option<String>,
-    },
+    Codeset { set: Arc<CodeSet>, default: Option<String> },
     AppealCode,
     Mask(MaskKind),
 }
@@ -169,11 +166,7 @@ impl Field {
                 return Err(self.reject(
                     "pattern",
                     Some(&v),
-                    format!(
-                        "`{}` does not match pattern `{}`",
-                        self.show(&v),
-                        re.as_str()
-                    ),
+                    format!("`{}` does not match pattern `{}`", self.show(&v), re.as_str()),
                 ));
             }
         }
@@ -188,11 +181,7 @@ impl Field {
                     return Err(self.reject(
                         "codeset",
                         Some(&v),
-                        format!(
-                            "a {} value cannot be looked up in code set `{}`",
-                            v.kind(),
-                            set.name
-                        ),
+                        format!("a {} value cannot be looked up in code set `{}`", v.kind(), set.name),
                     ))
                 }
                 Some(t) if t.trim().is_empty() => Value::Null,
@@ -220,11 +209,7 @@ impl Field {
                 Some(t) => match appeal_code::normalize(&t) {
                     Ok(c) => Value::Text(c.code),
                     Err(m) => {
-                        return Err(self.reject(
-                            "appeal_code",
-                            Some(&v),
-                            format!("malformed classification code: {m}"),
-                        ))
+                        return Err(self.reject("appeal_code", Some(&v), format!("malformed classification code: {m}")))
                     }
                 },
             },
@@ -240,11 +225,7 @@ impl Field {
                 _ => false,
             };
             if empty {
-                return Err(self.reject(
-                    "required",
-                    None,
-                    "a value is required but the row has none".to_string(),
-                ));
+                return Err(self.reject("required", None, "a value is required but the row has none".to_string()));
             }
         }
         if let (Some(max), Value::Text(s)) = (self.max_chars, &out) {

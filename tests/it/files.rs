@@ -1,0 +1,185 @@
+//! The `hlx` binary: bad files refused with their location and exit 78,
+//! partners that are down, the demo.
+
+use crate::helpers::*;
+use std::process::{Command, Output};
+
+pub fn hlx(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hlx"))
+        .args(args)
+        .env("HLX_LOG", "error")
+        .output()
+        .expect("run hlx")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn check_offline(mapping: &str) -> (i32, String) {
+    let s = scratch(
+        "sqlite://unused.db",
+        &[("haikou", "sqlite://unused-partner.db")],
+        &[("haikou.toml", mapping)],
+        "",
+    );
+    let o = hlx(&["-c", s.path().to_str().unwrap(), "check", "--offline"]);
+    (o.status.code().unwrap(), text(&o))
+}
+
+#[test]
+fn a_toml_syntax_error_is_refused_with_file_line_and_column() {
+    let bad = MAPPING.replace("key = [\"order_no\"]", "key = [\"order_no\"");
+    let (code, out) = check_offline(&bad);
+    assert_eq!(code, 78, "{out}");
+    assert!(
+        out.contains("haikou.toml:15:1: error: invalid array"),
+        "location missing: {out}"
+    );
+}
+
+#[test]
+fn an_unknown_key_is_refused_with_its_location() {
+    let bad = MAPPING.replace(
+        "content             = { from = \"SQNR\", required = true",
+        "content             = { from = \"SQNR\", requird = true",
+    );
+    let (code, out) = check_offline(&bad);
+    assert_eq!(code, 78, "{out}");
+    assert!(
+        out.contains("haikou.toml:23:40:") && out.contains("unknown field `requird`"),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_identifier_that_smuggles_sql_is_refused() {
+    let bad = MAPPING.replace("key = [\"GDBH\"]", "key = [\"x; drop table y\"]");
+    let (code, out) = check_offline(&bad);
+    assert_eq!(code, 78, "{out}");
+    assert!(
+        out.contains("haikou.toml:7:8: error: [source] key: identifier `x; drop table y` contains `;`"),
+        "{out}"
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let bad = MAPPING
+        .replace("codeset = \"channel\"", "codeset = \"nosuch\"")
+        .replace("datetime = [\"%Y%m%d%H%M%S\", \"%Y%m%d%H%M\"]", "datetime = \"%Y%K\"");
+    let (code, out) = check_offline(&bad);
+    assert_eq!(code, 78, "{out}");
+    assert!(out.contains("code set `nosuch` not found"), "{out}");
+    assert!(out.contains("unknown `%` specifier"), "{out}");
+}
+
+#[test]
+fn failing_mapping_tests_are_reported_with_expected_and_actual() {
+    let with_test = format!(
+        "{MAPPING}\n[[test]]\nname = \"channel\"\ninput = {{ GDBH = \"A\", LDSJ = \"20240301083000\", QDLX = \"2\", SQNR = \"x\" }}\nexpect = {{ channel = \"03\" }}\n"
+    );
+    let (code, out) = check_offline(&with_test);
+    assert_eq!(code, 78, "{out}");
+    assert!(out.contains("field `channel`: expected `03`, got `02`"), "{out}");
+    let ok = with_test.replace("channel = \"03\"", "channel = \"02\"");
+    let (code, out) = check_offline(&ok);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn a_missing_config_is_a_config_error() {
+    let o = hlx(&["-c", "/nonexistent/exchange.toml", "check", "--offline"]);
+    assert_eq!(o.status.code(), Some(78));
+    assert!(text(&o).contains("/nonexistent/exchange.toml"));
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    assert_eq!(hlx(&["frobnicate"]).status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_check_names_a_column_that_does_not_exist() {
+    let s = setup(Sqlite, Sqlite, "").await;
+    let bad = MAPPING.replace("\"SQNR\"", "\"SQNR_TYPO\"");
+    std::fs::write(s.scratch.dir.path().join("mappings/haikou.toml"), bad).unwrap();
+    let o = hlx(&["-c", s.scratch.path().to_str().unwrap(), "migrate"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = hlx(&["-c", s.scratch.path().to_str().unwrap(), "check"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("mapping haikou.work_order")
+            && out.contains("column `SQNR_TYPO` does not exist in table stg_gd_info"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_that_is_down_fails_alone_and_its_password_never_shows() {
+    let s = setup(Sqlite, Postgres, "").await;
+    insert(&s.partner, &[row(1, Some("2024-03-01 08:30:00"))]).await;
+    // A second partner on a port where nothing listens, with a password.
+    let cfg = std::fs::read_to_string(s.scratch.path()).unwrap()
+        + "\n[[partner]]\nname = \"sanya\"\nurl = \"mysql://hlx_reader@127.0.0.1:1/sanya_stage\"\npassword_env = \"HLX_IT_SANYA_PW\"\nconnect_timeout = \"2s\"\n";
+    std::fs::write(s.scratch.path(), cfg).unwrap();
+    let sanya = MAPPING
+        .replace("haikou.work_order", "sanya.work_order")
+        .replace("partner = \"haikou\"", "partner = \"sanya\"");
+    std::fs::write(s.scratch.dir.path().join("mappings/sanya.toml"), sanya).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_hlx"))
+        .args(["-c", s.scratch.path().to_str().unwrap(), "run"])
+        .env("HLX_IT_SANYA_PW", "S3cretPassw0rd")
+        .env("HLX_LOG", "info")
+        .output()
+        .unwrap();
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(!out.contains("S3cretPassw0rd"), "password leaked: {out}");
+    let haikou = out.lines().find(|l| l.starts_with("haikou.work_order")).unwrap();
+    assert!(haikou.contains(" ok "), "{out}");
+    let sanya = out.lines().find(|l| l.starts_with("sanya.work_order")).unwrap();
+    assert!(sanya.contains("failed"), "{out}");
+    assert!(
+        out.contains("partner sanya: cannot connect to mysql://hlx_reader@127.0.0.1:1/sanya_stage"),
+        "{out}"
+    );
+    assert_eq!(s.province.count("work_order").await, 1);
+}
+
+#[test]
+fn the_demo_runs_offline_and_its_second_run_moves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("demo");
+    let o = hlx(&["demo", "--dir", d.to_str().unwrap()]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("haikou.work_order"))
+        .unwrap()
+        .to_string();
+    let n: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(n[1], "ok");
+    assert!(n[3].parse::<u64>().unwrap() > 300, "inserted: {line}");
+    assert!(d.join("province.db").exists());
+    let o = hlx(&["demo", "--dir", d.to_str().unwrap()]);
+    let out = text(&o);
+    for l in out.lines().filter(|l| l.contains(".work_order")) {
+        let n: Vec<&str> = l.split_whitespace().collect();
+        assert_eq!((n[3], n[4], n[6]), ("0", "0", "0"), "second run moved rows: {l}");
+    }
+    let o = hlx(&["-c", d.join("exchange.toml").to_str().unwrap(), "status"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("haikou.work_order") && l.contains("2024-03-10") && l.contains(" ok ")),
+        "{out}"
+    );
+}
