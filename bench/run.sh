@@ -19,10 +19,20 @@ N="${1:-${N:-200000}}"
 
 echo "[run] cargo build --release" >&2
 (cd "$REPO" && cargo build --release --quiet)
-export HLX_BIN="$REPO/target/release/hlx"
-"$HLX_BIN" --version >&2
+# Measure a snapshot of the binary, so a rebuild during the run (the tree is
+# being edited) does not change what is measured half-way.
+mkdir -p "$WORK/bin"
+cp -f "$REPO/target/release/hlx" "$WORK/bin/hlx"
+export HLX_BIN="$WORK/bin/hlx"
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "hlx: $("$HLX_BIN" --version)"
+  echo "commit: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$REPO" diff --quiet HEAD -- src Cargo.toml Cargo.lock migrations 2>/dev/null || echo ' + uncommitted changes in src/')"
+  echo "binary sha256: $(sha256sum "$HLX_BIN" | cut -d' ' -f1)"
+  echo "rustc: $(rustc --version 2>/dev/null || echo unknown)"
+} > "$WORK/bin/hlx-build.txt"
+cat "$WORK/bin/hlx-build.txt" >&2
 
-mkdir -p "$WORK"
 # The harness files (not its .venv/, data/, state/, logs/, which stay in work/,
 # nor its published results-*.tsv, which our runs would overwrite).
 for f in "$SRC"/* "$SRC"/.gitignore; do
@@ -37,4 +47,8 @@ chmod +x "$WORK"/*.sh "$WORK"/*.py
 cd "$WORK"
 export TOOLS="${TOOLS:-copy sling dlt hlx}"
 echo "[run] TOOLS=\"$TOOLS\" ./bench.sh $N  (in $WORK)" >&2
-exec ./bench.sh "$N"
+rc=0
+./bench.sh "$N" || rc=$?
+LOG="$WORK/logs/$N${RESULTS_TAG:+-$RESULTS_TAG}"
+[ -d "$LOG" ] && cp -f "$WORK/bin/hlx-build.txt" "$LOG/hlx-build.txt"
+exit "$rc"
