@@ -355,10 +355,57 @@ async fn check_mapping(ex: &Exchange, m: &crate::mapping::Mapping) -> anyhow::Re
             }
         }
     }
-    if let Some(k) = reader.watermark_kind() {
-        if matches!(k, Kind::Text | Kind::Dynamic | Kind::Int) && m.lookback.0.as_secs() > 0 && k == Kind::Int {
-            notes.push("the watermark is an integer: the look-back window does not apply to it (late commits of lower values are not re-read)".into());
+    if reader.watermark_kind() == Some(Kind::Int) && m.lookback.0.as_secs() > 0 {
+        notes.push(
+            "the watermark is an integer: the look-back window does not apply to it (late commits of lower values are not re-read)"
+                .into(),
+        );
+    }
+    // Indexes: an idle poll must be an index seek, and upserts need a unique key.
+    let pool = ex.partner_pool(&m.partner).await?;
+    if let Some(w) = m.source.watermark {
+        let wm = reader
+            .catalog
+            .column(m.source.columns[w].as_str())
+            .map(|(_, c)| c.name.clone())
+            .unwrap_or_default();
+        let idx = crate::db::catalog::indexes(&pool, &reader.catalog).await?;
+        if !idx
+            .iter()
+            .any(|i| i.columns.first().is_some_and(|c| c.eq_ignore_ascii_case(&wm)))
+        {
+            notes.push(format!(
+                "source table {} has no index starting with the watermark column {wm}: every poll scans the table \
+                 (CREATE INDEX … ON {} ({wm}, <key>))",
+                reader.catalog.name, reader.catalog.name
+            ));
         }
+    }
+    let keys: Vec<String> = m
+        .target
+        .key
+        .iter()
+        .filter_map(|&k| {
+            target
+                .column(m.fields[k].target.as_str())
+                .ok()
+                .map(|(_, c)| c.name.to_ascii_lowercase())
+        })
+        .collect();
+    let idx = crate::db::catalog::indexes(&ex.province, &target).await?;
+    let unique = idx.iter().any(|i| {
+        let mut a: Vec<String> = i.columns.iter().map(|c| c.to_ascii_lowercase()).collect();
+        let mut b = keys.clone();
+        a.sort();
+        b.sort();
+        i.unique && a == b
+    });
+    if !unique {
+        notes.push(format!(
+            "target table {} has no unique index or primary key on ({}): upserts need one",
+            target.name,
+            keys.join(", ")
+        ));
     }
     Ok(notes)
 }

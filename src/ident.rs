@@ -13,6 +13,13 @@ pub struct Ident(String);
 
 impl Ident {
     /// Checks a name; the error says what is allowed.
+    ///
+    /// ```
+    /// use hotline_exchange::ident::Ident;
+    /// assert!(Ident::parse("工单编号").is_ok());
+    /// let e = Ident::parse("x; drop table y").unwrap_err();
+    /// assert!(e.contains("contains `;`"));
+    /// ```
     pub fn parse(s: &str) -> Result<Ident, String> {
         let mut chars = s.chars();
         let Some(first) = chars.next() else {

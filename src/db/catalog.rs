@@ -253,3 +253,83 @@ pub async fn require(pool: &Pool, name: &TableName, side: &str) -> anyhow::Resul
         None => anyhow::bail!("{side} table {name} does not exist"),
     }
 }
+
+/// An index: its name, whether it is unique, its columns in order.
+#[derive(Debug, Clone)]
+pub struct Index {
+    pub name: String,
+    pub unique: bool,
+    pub columns: Vec<String>,
+}
+
+/// The indexes of a table (as found by [`table`]).
+pub async fn indexes(pool: &Pool, t: &Table) -> anyhow::Result<Vec<Index>> {
+    let schema = t.name.schema.as_ref().map(|s| s.as_str().to_string());
+    let name = t.name.table.as_str();
+    let rows = match pool.engine() {
+        Engine::Postgres => {
+            fetch_pool(
+                pool,
+                "SELECT i.relname::text, CASE WHEN ix.indisunique THEN 1 ELSE 0 END::int8, \
+                        array_to_string(ARRAY(SELECT a.attname::text FROM unnest(ix.indkey) WITH ORDINALITY k(attnum, ord) \
+                        JOIN pg_catalog.pg_attribute a ON a.attrelid = ix.indrelid AND a.attnum = k.attnum ORDER BY k.ord), ',') \
+                 FROM pg_catalog.pg_index ix JOIN pg_catalog.pg_class i ON i.oid = ix.indexrelid \
+                 JOIN pg_catalog.pg_class t ON t.oid = ix.indrelid JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace \
+                 WHERE t.relname = ? AND n.nspname = COALESCE(?, current_schema())",
+                &[name.into(), Arg::Text(schema)],
+            )
+            .await?
+        }
+        Engine::MySql => {
+            fetch_pool(
+                pool,
+                "SELECT INDEX_NAME, CAST(MIN(1 - NON_UNIQUE) AS SIGNED), GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) \
+                 FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? \
+                 GROUP BY INDEX_NAME",
+                &[Arg::Text(schema), name.into()],
+            )
+            .await?
+        }
+        Engine::Sqlite => {
+            fetch_pool(
+                pool,
+                "SELECT il.name, il.\"unique\", group_concat(ii.name) FROM pragma_index_list(?) il, pragma_index_info(il.name) ii \
+                 GROUP BY il.name",
+                &[name.into()],
+            )
+            .await?
+        }
+    };
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(Index {
+            name: r.text(0)?.unwrap_or_default(),
+            unique: r.i64(1)?.unwrap_or(0) != 0,
+            columns: r
+                .text(2)?
+                .unwrap_or_default()
+                .split(',')
+                .filter(|c| !c.is_empty())
+                .map(str::to_string)
+                .collect(),
+        });
+    }
+    if pool.engine() == Engine::Sqlite {
+        // An INTEGER PRIMARY KEY is the rowid and has no index entry.
+        if let Some(pk) = fetch_pool(
+            pool,
+            "SELECT name FROM pragma_table_info(?) WHERE pk = 1 AND upper(type) = 'INTEGER'",
+            &[name.into()],
+        )
+        .await?
+        .first()
+        {
+            out.push(Index {
+                name: "rowid".into(),
+                unique: true,
+                columns: vec![pk.text(0)?.unwrap_or_default()],
+            });
+        }
+    }
+    Ok(out)
+}

@@ -474,21 +474,19 @@ fn db_error(e: &anyhow::Error) -> Option<&(dyn sqlx::error::DatabaseError + 'sta
     })
 }
 
-/// A refusal by the database of the data (as opposed to a lost connection):
-/// worth retrying row by row.
+/// A refusal by the database of the data (as opposed to a lost connection,
+/// a lock timeout or a deadlock): worth retrying row by row, and the rows it
+/// still refuses are quarantined.
 pub fn is_data_error(e: &anyhow::Error) -> bool {
-    match db_error(e) {
-        Some(d) => {
-            let code = d.code().map(|c| c.into_owned()).unwrap_or_default();
-            // PostgreSQL: 22xxx data exceptions, 23xxx integrity; MySQL: 22001 etc. come as SQLSTATE too.
-            // SQLite reports constraint failures with numeric codes; any database error there is per-row.
-            code.starts_with("22")
-                || code.starts_with("23")
-                || code.starts_with("HY")
-                || code.chars().all(|c| c.is_ascii_digit())
-        }
-        None => false,
+    let Some(d) = db_error(e) else { return false };
+    let code = d.code().map(|c| c.into_owned()).unwrap_or_default();
+    if code.chars().all(|c| c.is_ascii_digit()) && !code.is_empty() {
+        // SQLite's (extended) result codes: the primary code is the low byte.
+        // 18 TOOBIG, 19 CONSTRAINT, 20 MISMATCH; never BUSY (5) or LOCKED (6).
+        return code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 18..=20));
     }
+    // SQLSTATE (PostgreSQL, MySQL): 22 data exception, 23 integrity constraint.
+    code.starts_with("22") || code.starts_with("23")
 }
 
 fn is_unique_violation(e: &anyhow::Error) -> bool {

@@ -276,6 +276,12 @@ dir = "mappings"
         &[],
     )
     .await?;
+    exec_pool(
+        &dept,
+        "CREATE INDEX IF NOT EXISTS t_complaint_modified ON t_complaint (gmtModified, regNo)",
+        &[],
+    )
+    .await?;
     let mut tx = dept.begin().await?;
     for i in 0..DEPT_ROWS {
         let args: Vec<crate::db::sql::Arg> = vec![

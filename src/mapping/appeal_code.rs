@@ -59,6 +59,12 @@ impl fmt::Display for AppealCode {
 }
 
 /// Validates and normalises a partner's code. The error is the exact reason.
+///
+/// ```
+/// use hotline_exchange::mapping::appeal_code::normalize;
+/// assert_eq!(normalize("０１ ０２").unwrap().code, "0102000000");
+/// assert!(normalize("0100020000").unwrap_err().contains("level 2 is `00` but level 3 is `02`"));
+/// ```
 pub fn normalize(raw: &str) -> Result<AppealCode, String> {
     let mut s = String::with_capacity(raw.len());
     for c in raw.chars() {

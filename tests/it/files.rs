@@ -174,6 +174,8 @@ fn the_demo_runs_offline_and_its_second_run_moves_nothing() {
         let n: Vec<&str> = l.split_whitespace().collect();
         assert_eq!((n[3], n[4], n[6]), ("0", "0", "0"), "second run moved rows: {l}");
     }
+    let o = hlx(&["-c", d.join("exchange.toml").to_str().unwrap(), "check"]);
+    assert_eq!(o.status.code(), Some(0), "the demo checks clean online: {}", text(&o));
     let o = hlx(&["-c", d.join("exchange.toml").to_str().unwrap(), "status"]);
     let out = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");
@@ -182,4 +184,26 @@ fn the_demo_runs_offline_and_its_second_run_moves_nothing() {
             .any(|l| l.starts_with("haikou.work_order") && l.contains("2024-03-10") && l.contains(" ok ")),
         "{out}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_check_flags_a_watermark_without_an_index_and_a_target_without_a_unique_key() {
+    let s = setup(Postgres, Postgres, "").await;
+    let cfg = s.scratch.path();
+    let cfg = cfg.to_str().unwrap();
+    assert_eq!(hlx(&["-c", cfg, "migrate"]).status.code(), Some(0));
+    let o = hlx(&["-c", cfg, "check"]);
+    assert_eq!(o.status.code(), Some(0), "a clean setup checks clean: {}", text(&o));
+    s.partner.exec("DROP INDEX stg_ut").await;
+    s.province
+        .exec("ALTER TABLE work_order DROP CONSTRAINT work_order_pkey")
+        .await;
+    let o = hlx(&["-c", cfg, "check"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("no index starting with the watermark column update_time"),
+        "{out}"
+    );
+    assert!(out.contains("no unique index or primary key on (order_no)"), "{out}");
 }

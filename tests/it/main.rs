@@ -5,3 +5,4 @@ mod faults;
 mod files;
 mod helpers;
 mod pull;
+mod types;
