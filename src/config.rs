@@ -217,8 +217,8 @@ pub enum PasswordSource {
     File(PathBuf),
 }
 
-/// A database to connect to.
-#[derive(Debug, Clone)]
+/// A database to connect to. `Debug` shows the URL redacted.
+#[derive(Clone)]
 pub struct Endpoint {
     /// As written in the config (may hold a password; never printed).
     url: String,
@@ -229,6 +229,17 @@ pub struct Endpoint {
     pub statement_timeout: Duration,
     /// Time zone of naive timestamps in this database.
     pub zone: FixedOffset,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("url", &self.display_url())
+            .field("engine", &self.engine)
+            .field("password", &self.password)
+            .field("max_connections", &self.max_connections)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Endpoint {
@@ -682,6 +693,14 @@ pub fn load(path: &Path) -> Result<Config, Diagnostics> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_never_shows_a_password_in_a_url() {
+        let e = Endpoint::from_url("mysql://hlx:topsecret@10.0.0.1/db", FixedOffset::east_opt(0).unwrap()).unwrap();
+        let shown = format!("{e:?}");
+        assert!(!shown.contains("topsecret"), "{shown}");
+        assert!(shown.contains("hlx:***@10.0.0.1"), "{shown}");
+    }
 
     #[test]
     fn durations_and_schedules() {
