@@ -55,50 +55,35 @@ pub async fn fresh(engine: Engine, tag: &str) -> TestDb {
                 _dir: Some(dir),
             }
         }
-        Postgres => {
-            let admin_url = pg_admin();
-            let admin = Pool::connect(&Endpoint::from_url(&admin_url, zone()).unwrap(), false)
-                .await
-                .unwrap_or_else(|e| {
-                    panic!("PostgreSQL is needed for this test and is not reachable at {admin_url}: {e:#}")
-                });
-            exec_pool(&admin, &format!("CREATE DATABASE {name}"), &[])
-                .await
-                .unwrap();
-            admin.close().await;
-            let url = replace_db(&admin_url, &name);
-            let pool = Pool::connect(&Endpoint::from_url(&url, zone()).unwrap(), false)
-                .await
-                .unwrap();
-            TestDb {
-                engine,
-                url,
-                pool,
-                _dir: None,
-            }
-        }
+        Postgres => server_db(engine, &pg_admin(), &format!("CREATE DATABASE {name}"), &name).await,
         MySql => {
-            let admin_url = my_admin();
-            let admin = Pool::connect(&Endpoint::from_url(&admin_url, zone()).unwrap(), false)
-                .await
-                .unwrap_or_else(|e| {
-                    panic!("MariaDB/MySQL is needed for this test and is not reachable at {admin_url}: {e:#}")
-                });
-            exec_pool(&admin, &format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"), &[])
-                .await
-                .unwrap();
-            admin.close().await;
-            let url = replace_db(&admin_url, &name);
-            let pool = Pool::connect(&Endpoint::from_url(&url, zone()).unwrap(), false)
-                .await
-                .unwrap();
-            TestDb {
+            server_db(
                 engine,
-                url,
-                pool,
-                _dir: None,
-            }
+                &my_admin(),
+                &format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"),
+                &name,
+            )
+            .await
         }
+    }
+}
+
+/// Creates database `name` on a server through its admin URL and connects to it.
+async fn server_db(engine: Engine, admin_url: &str, create: &str, name: &str) -> TestDb {
+    let admin = Pool::connect(&Endpoint::from_url(admin_url, zone()).unwrap(), false)
+        .await
+        .unwrap_or_else(|e| panic!("{engine:?} is needed for this test and is not reachable at {admin_url}: {e:#}"));
+    exec_pool(&admin, create, &[]).await.unwrap();
+    admin.close().await;
+    let url = replace_db(admin_url, name);
+    let pool = Pool::connect(&Endpoint::from_url(&url, zone()).unwrap(), false)
+        .await
+        .unwrap();
+    TestDb {
+        engine,
+        url,
+        pool,
+        _dir: None,
     }
 }
 
