@@ -537,7 +537,12 @@ impl Run<'_> {
         }
 
         state
-            .save_checksums_tx(&mut tx, self.id, &saved)
+            .save_checksums_tx(
+                &mut tx,
+                self.id,
+                &saved,
+                saved.iter().all(|(k, _, _)| !known.contains_key(*k)),
+            )
             .await
             .context("province: checksums")?;
         if ctx.has_quarantine && !landed.is_empty() {

@@ -371,6 +371,22 @@ impl State {
         keys: &[&str],
     ) -> anyhow::Result<HashMap<String, (Vec<u8>, bool)>> {
         let mut out = HashMap::with_capacity(keys.len());
+        if let Tx::Pg(t) = tx {
+            // During a first load the table grows from empty faster than its
+            // statistics; a plan chosen for "a tiny table" would scan it on
+            // every batch. The lookup is always an index probe.
+            sqlx::query("SET LOCAL enable_seqscan = off").execute(&mut **t).await?;
+            // One array parameter: cheap to plan, one index probe per key.
+            let rows: Vec<(String, Vec<u8>, bool)> = sqlx::query_as(
+                "SELECT row_key, checksum, deleted FROM hlx.hlx_row_state WHERE mapping_id = $1 AND row_key = ANY($2)",
+            )
+            .bind(id)
+            .bind(keys)
+            .fetch_all(&mut **t)
+            .await?;
+            out.extend(rows.into_iter().map(|(k, c, d)| (k, (c, d))));
+            return Ok(out);
+        }
         for chunk in keys.chunks(5000) {
             let q = format!(
                 "SELECT row_key, checksum, deleted FROM {} WHERE mapping_id = ? AND row_key IN ({})",
@@ -389,8 +405,50 @@ impl State {
         Ok(out)
     }
 
-    /// Records checksums (upsert): (key, checksum, deleted).
-    pub async fn save_checksums_tx(&self, tx: &mut Tx, id: i64, rows: &[(&str, [u8; 32], bool)]) -> anyhow::Result<()> {
+    /// Records checksums (upsert): (key, checksum, deleted). `fresh` says no
+    /// key has state yet, which lets PostgreSQL COPY them in (falling back to
+    /// the upsert if a key turns out to exist).
+    pub async fn save_checksums_tx(
+        &self,
+        tx: &mut Tx,
+        id: i64,
+        rows: &[(&str, [u8; 32], bool)],
+        fresh: bool,
+    ) -> anyhow::Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        if fresh && tx.engine() == Engine::Postgres {
+            exec(tx, "SAVEPOINT hlx_state", &[]).await?;
+            match copy_checksums(tx, id, rows).await {
+                Ok(()) => {
+                    exec(tx, "RELEASE SAVEPOINT hlx_state", &[]).await?;
+                    return Ok(());
+                }
+                Err(e) if crate::db::write::is_data_error(&e) => {
+                    exec(tx, "ROLLBACK TO SAVEPOINT hlx_state", &[]).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Tx::Pg(pg) = tx {
+            // Three array parameters instead of four per row.
+            let keys: Vec<&str> = rows.iter().map(|r| r.0).collect();
+            let sums: Vec<&[u8]> = rows.iter().map(|r| &r.1[..]).collect();
+            let dels: Vec<bool> = rows.iter().map(|r| r.2).collect();
+            sqlx::query(
+                "INSERT INTO hlx.hlx_row_state (mapping_id, row_key, checksum, deleted) \
+                 SELECT $1, k, c, d FROM UNNEST($2::text[], $3::bytea[], $4::bool[]) AS u(k, c, d) \
+                 ON CONFLICT (mapping_id, row_key) DO UPDATE SET checksum = EXCLUDED.checksum, deleted = EXCLUDED.deleted",
+            )
+            .bind(id)
+            .bind(keys)
+            .bind(sums)
+            .bind(dels)
+            .execute(&mut **pg)
+            .await?;
+            return Ok(());
+        }
         let t = self.t("hlx_row_state");
         for chunk in rows.chunks(2000) {
             let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
@@ -606,6 +664,32 @@ impl State {
         }
         Ok(n)
     }
+}
+
+/// `COPY` of new checksums into `hlx.hlx_row_state` (PostgreSQL).
+async fn copy_checksums(tx: &mut Tx, id: i64, rows: &[(&str, [u8; 32], bool)]) -> anyhow::Result<()> {
+    let Tx::Pg(t) = tx else {
+        anyhow::bail!("internal: COPY on a non-PostgreSQL province")
+    };
+    let mut buf = Vec::with_capacity(rows.len() * 100);
+    let idt = id.to_string();
+    for (k, sum, del) in rows {
+        buf.extend_from_slice(idt.as_bytes());
+        buf.push(b'\t');
+        crate::db::write::copy_escape(k, &mut buf);
+        buf.extend_from_slice(b"\t\\\\x");
+        buf.extend_from_slice(hex::encode(sum).as_bytes());
+        buf.extend_from_slice(if *del { b"\tt\n" } else { b"\tf\n" });
+    }
+    let mut copy = t
+        .copy_in_raw("COPY hlx.hlx_row_state (mapping_id, row_key, checksum, deleted) FROM STDIN")
+        .await?;
+    if let Err(e) = copy.send(buf).await {
+        let _ = copy.abort("hlx: send failed").await;
+        return Err(e.into());
+    }
+    copy.finish().await?;
+    Ok(())
 }
 
 /// `host:pid:…` of a process on this host that no longer runs.

@@ -410,7 +410,7 @@ fn lite_text(v: &Value) -> Value {
 }
 
 /// COPY text format: backslash, tab, newline and carriage return escaped.
-fn copy_escape(s: &str, out: &mut Vec<u8>) {
+pub(crate) fn copy_escape(s: &str, out: &mut Vec<u8>) {
     for b in s.bytes() {
         match b {
             b'\\' => out.extend_from_slice(b"\\\\"),
