@@ -191,6 +191,7 @@ impl Exchange {
             counts: Counts::default(),
             position: None,
             wm_from: None,
+            optimistic: false,
         };
         let result = run.go(shutdown).await;
         out.counts = run.counts;
@@ -268,6 +269,8 @@ struct Run<'a> {
     counts: Counts,
     position: Option<Position>,
     wm_from: Option<String>,
+    /// Skip checksum lookups (first load; see [`Run::write`]).
+    optimistic: bool,
 }
 
 /// A batch read from the source.
@@ -289,7 +292,12 @@ impl Run<'_> {
         let ctx = BatchCtx {
             writer: &writer,
             has_quarantine,
+            mapping: Arc::new(m.clone()),
         };
+        // A first load on PostgreSQL skips the checksum lookups (see `write`).
+        self.optimistic = self.ex.province.engine() == crate::db::Engine::Postgres
+            && self.position.is_none()
+            && !self.ex.state.has_row_state(self.id).await?;
 
         // Phase 1: rows whose watermark is NULL (or every row, without a watermark).
         let null_phase = reader.watermark_index().is_some();
@@ -318,6 +326,11 @@ impl Run<'_> {
 
     /// Reads and writes batches until the source is exhausted. `keyed`: order
     /// by key only (NULL phase or no watermark).
+    ///
+    /// A producer task reads **and maps** the next batch while this task
+    /// writes the current one, so the province never waits on hlx's CPU and
+    /// the partner never waits on the province. At most two batches are in
+    /// memory (see [`produce`]).
     async fn phase(
         &mut self,
         reader: &Reader,
@@ -327,95 +340,77 @@ impl Run<'_> {
         null_phase: bool,
         shutdown: &Shutdown,
     ) -> Result<Option<bool>, RunError> {
-        let batch_size = self.m.batch_size;
-        let mut current: Rows = reader
-            .batch(&start, keyed)
-            .await
-            .with_context(|| format!("partner {}", self.m.partner))?;
-        loop {
-            if current.is_empty() {
-                return Ok(None);
-            }
-            let (wm, key) = reader.position(current.last().expect("non-empty"));
-            let next_start = if keyed {
-                Start::AfterKey(key.clone())
-            } else {
-                Start::After {
-                    wm: wm.clone().unwrap_or(Value::Null),
-                    key: key.clone(),
+        let (send, mut recv) = tokio::sync::mpsc::channel::<anyhow::Result<Prepared>>(1);
+        let producer = tokio::spawn(produce(
+            reader.clone(),
+            ctx.mapping.clone(),
+            start,
+            keyed,
+            null_phase,
+            shutdown.clone(),
+            send,
+        ));
+        let result = async {
+            while let Some(p) = recv.recv().await {
+                let p = p.with_context(|| format!("partner {}", self.m.partner))?;
+                self.write(ctx, &p).await?;
+                if shutdown.is_triggered() {
+                    return Ok(Some(true));
                 }
-            };
-            let more = current.len() >= batch_size;
-            let new_pos = if keyed {
-                None
-            } else {
-                Some(Position {
-                    wm: wm.unwrap_or(Value::Null),
-                    key,
-                })
-            };
-            let (written, next) = tokio::join!(self.batch(ctx, current, new_pos, null_phase), async {
-                if more && !shutdown.is_triggered() {
-                    Some(reader.batch(&next_start, keyed).await)
-                } else {
-                    None
-                }
-            });
-            written?;
-            if shutdown.is_triggered() {
-                return Ok(Some(true));
             }
-            match next {
-                Some(rows) => current = rows.with_context(|| format!("partner {}", self.m.partner))?,
-                None => return Ok(None),
-            }
+            Ok(None)
         }
+        .await;
+        producer.abort();
+        result
     }
 
-    /// Maps and writes one batch in one provincial transaction.
-    async fn batch(
-        &mut self,
-        ctx: &BatchCtx<'_>,
-        rows: Rows,
-        new_pos: Option<Position>,
-        null_phase: bool,
-    ) -> Result<(), RunError> {
+    /// Writes one prepared batch in one provincial transaction. In optimistic
+    /// mode (a first load on PostgreSQL) the checksum lookup is skipped; if a
+    /// key turns out to have state after all, the batch is rolled back and
+    /// written again with the lookup, and optimism ends for the run.
+    async fn write(&mut self, ctx: &BatchCtx<'_>, p: &Prepared) -> Result<(), RunError> {
+        if self.optimistic {
+            match self.batch(ctx, p, true).await {
+                Err(RunError::Fail(e)) if e.downcast_ref::<crate::state::KeyExists>().is_some() => {
+                    tracing::info!("a key already has state; checking checksums from here on");
+                    self.optimistic = false;
+                }
+                other => return other,
+            }
+        }
+        self.batch(ctx, p, false).await
+    }
+
+    /// Writes one batch in one provincial transaction.
+    async fn batch(&mut self, ctx: &BatchCtx<'_>, p: &Prepared, optimistic: bool) -> Result<(), RunError> {
         let m = self.m;
         let state = &self.ex.state;
+        let (rows, keys, mapped) = (&p.rows, &p.keys, &p.mapped);
         let mut c = Counts {
             batches: 1,
             read: rows.len() as u64,
+            unchanged: p.duplicates,
+            null_watermark: if p.null_phase { rows.len() as u64 } else { 0 },
             ..Counts::default()
         };
-        if null_phase {
-            c.null_watermark = rows.len() as u64;
-        }
-        // Map every row (pure), and keep the last version of a key that
-        // appears twice in one batch (a source without a unique key).
-        let keys: Vec<String> = rows.iter().map(|r| m.row_key(r)).collect();
-        let mut last: HashMap<&str, usize> = HashMap::with_capacity(rows.len());
-        for (i, k) in keys.iter().enumerate() {
-            if let Some(prev) = last.insert(k.as_str(), i) {
-                tracing::warn!(key = %keys[prev], "source key appears twice in one batch; the later row wins");
-                c.unchanged += 1;
-            }
-        }
-        let mut order: Vec<usize> = last.values().copied().collect();
-        order.sort_unstable();
-        let mapped: Vec<(usize, Result<Mapped, crate::mapping::rules::Rejection>)> =
-            order.iter().map(|&i| (i, m.map_row(&rows[i]))).collect();
-
+        let new_pos = p.new_pos.clone();
+        let t0 = Instant::now();
         let mut tx = self.ex.province.begin().await.context("province")?;
-        let key_refs: Vec<&str> = order.iter().map(|&i| keys[i].as_str()).collect();
-        let known = state
-            .checksums_tx(&mut tx, self.id, &key_refs)
-            .await
-            .context("province")?;
+        let known = if optimistic {
+            HashMap::new()
+        } else {
+            let key_refs: Vec<&str> = mapped.iter().map(|(i, _)| keys[*i].as_str()).collect();
+            state
+                .checksums_tx(&mut tx, self.id, &key_refs)
+                .await
+                .context("province")?
+        };
 
         let mut upserts: Vec<(usize, &[Value], [u8; 32], bool)> = Vec::new();
         let mut deletes: Vec<(usize, Vec<Value>)> = Vec::new();
         let mut rejects: Vec<(usize, crate::mapping::rules::Rejection)> = Vec::new();
-        for (i, r) in &mapped {
+        for (i, r) in mapped {
             let k = keys[*i].as_str();
             match r {
                 Ok(Mapped::Row { values, checksum }) => match known.get(k) {
@@ -541,7 +536,8 @@ impl Run<'_> {
                 &mut tx,
                 self.id,
                 &saved,
-                saved.iter().all(|(k, _, _)| !known.contains_key(*k)),
+                optimistic || saved.iter().all(|(k, _, _)| !known.contains_key(*k)),
+                optimistic,
             )
             .await
             .context("province: checksums")?;
@@ -586,6 +582,13 @@ impl Run<'_> {
             )));
         }
         tx.commit().await.context("province: commit")?;
+        tracing::debug!(
+            rows = rows.len(),
+            written = c.inserted + c.updated,
+            ms = t0.elapsed().as_millis() as u64,
+            optimistic,
+            "batch committed"
+        );
         if let Some(p) = moved {
             self.position = Some(p);
         }
@@ -628,4 +631,88 @@ fn position_le(a: &Position, b: &Position) -> bool {
 struct BatchCtx<'a> {
     writer: &'a Writer,
     has_quarantine: bool,
+    mapping: Arc<Mapping>,
+}
+
+/// A batch read from the source and mapped, ready to write.
+struct Prepared {
+    rows: Rows,
+    keys: Vec<String>,
+    /// (row index, outcome) for the last row of each key, in read order.
+    mapped: Vec<(usize, Result<Mapped, crate::mapping::rules::Rejection>)>,
+    /// Rows superseded by a later row of the same key in the batch.
+    duplicates: u64,
+    /// The position after this batch (watermark phase only).
+    new_pos: Option<Position>,
+    null_phase: bool,
+}
+
+/// Maps a batch (pure CPU work). A key that appears twice in one batch (a
+/// source without a unique key) keeps its later row.
+fn prepare(m: &Mapping, rows: Rows, new_pos: Option<Position>, null_phase: bool) -> Prepared {
+    let keys: Vec<String> = rows.iter().map(|r| m.row_key(r)).collect();
+    let mut last: HashMap<&str, usize> = HashMap::with_capacity(rows.len());
+    let mut duplicates = 0;
+    for (i, k) in keys.iter().enumerate() {
+        if let Some(prev) = last.insert(k.as_str(), i) {
+            tracing::warn!(key = %keys[prev], "source key appears twice in one batch; the later row wins");
+            duplicates += 1;
+        }
+    }
+    let mut order: Vec<usize> = last.values().copied().collect();
+    order.sort_unstable();
+    let mapped = order.iter().map(|&i| (i, m.map_row(&rows[i]))).collect();
+    Prepared {
+        rows,
+        keys,
+        mapped,
+        duplicates,
+        new_pos,
+        null_phase,
+    }
+}
+
+/// The producer of [`Run::phase`]: reads keyset batches and maps them until
+/// the source is exhausted, the writer hangs up, or shutdown is requested.
+async fn produce(
+    reader: Reader,
+    m: Arc<Mapping>,
+    mut start: Start,
+    keyed: bool,
+    null_phase: bool,
+    shutdown: Shutdown,
+    send: tokio::sync::mpsc::Sender<anyhow::Result<Prepared>>,
+) {
+    loop {
+        // Take the channel's one slot before reading, so that a batch is read
+        // only once the writer has taken the previous one: at most two
+        // batches are alive (one being written, one being read and mapped).
+        let Ok(slot) = send.reserve().await else { return };
+        let rows = match reader.batch(&start, keyed).await {
+            Ok(r) => r,
+            Err(e) => {
+                slot.send(Err(e));
+                return;
+            }
+        };
+        let Some(last) = rows.last() else { return };
+        let more = rows.len() >= m.batch_size;
+        let (wm, key) = reader.position(last);
+        let new_pos = (!keyed).then(|| Position {
+            wm: wm.clone().unwrap_or(Value::Null),
+            key: key.clone(),
+        });
+        start = if keyed {
+            Start::AfterKey(key)
+        } else {
+            Start::After {
+                wm: wm.unwrap_or(Value::Null),
+                key,
+            }
+        };
+        slot.send(Ok(prepare(&m, rows, new_pos, null_phase)));
+        if !more || shutdown.is_triggered() {
+            return;
+        }
+    }
 }

@@ -372,13 +372,14 @@ impl State {
     ) -> anyhow::Result<HashMap<String, (Vec<u8>, bool)>> {
         let mut out = HashMap::with_capacity(keys.len());
         if let Tx::Pg(t) = tx {
-            // During a first load the table grows from empty faster than its
-            // statistics; a plan chosen for "a tiny table" would scan it on
-            // every batch. The lookup is always an index probe.
-            sqlx::query("SET LOCAL enable_seqscan = off").execute(&mut **t).await?;
-            // One array parameter: cheap to plan, one index probe per key.
+            // A join over the key array makes PostgreSQL probe the index once
+            // per key whatever its statistics say. (`row_key = ANY($2)` can be
+            // planned as a scan of every row of the mapping when the table has
+            // grown faster than its statistics, e.g. during a first load or
+            // where autovacuum is off.)
             let rows: Vec<(String, Vec<u8>, bool)> = sqlx::query_as(
-                "SELECT row_key, checksum, deleted FROM hlx.hlx_row_state WHERE mapping_id = $1 AND row_key = ANY($2)",
+                "SELECT s.row_key, s.checksum, s.deleted FROM unnest($2::text[]) AS k(row_key) \
+                 JOIN hlx.hlx_row_state s ON s.mapping_id = $1 AND s.row_key = k.row_key",
             )
             .bind(id)
             .bind(keys)
@@ -414,18 +415,24 @@ impl State {
         id: i64,
         rows: &[(&str, [u8; 32], bool)],
         fresh: bool,
+        strict: bool,
     ) -> anyhow::Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
         if fresh && tx.engine() == Engine::Postgres {
             exec(tx, "SAVEPOINT hlx_state", &[]).await?;
-            match copy_checksums(tx, id, rows).await {
-                Ok(()) => {
-                    exec(tx, "RELEASE SAVEPOINT hlx_state", &[]).await?;
-                    return Ok(());
-                }
+            // A COPY's error can surface on the next statement: RELEASE is part of the attempt.
+            let attempt = async {
+                copy_checksums(tx, id, rows).await?;
+                exec(tx, "RELEASE SAVEPOINT hlx_state", &[]).await
+            };
+            match attempt.await {
+                Ok(_) => return Ok(()),
                 Err(e) if crate::db::write::is_data_error(&e) => {
+                    if strict {
+                        return Err(KeyExists.into());
+                    }
                     exec(tx, "ROLLBACK TO SAVEPOINT hlx_state", &[]).await?;
                 }
                 Err(e) => return Err(e),
@@ -472,6 +479,12 @@ impl State {
             exec(tx, &sql, &args).await?;
         }
         Ok(())
+    }
+
+    /// Whether the mapping has any checksum recorded.
+    pub async fn has_row_state(&self, id: i64) -> anyhow::Result<bool> {
+        let q = format!("SELECT 1 FROM {} WHERE mapping_id = ? LIMIT 1", self.t("hlx_row_state"));
+        Ok(!fetch_pool(&self.pool, &q, &[id.into()]).await?.is_empty())
     }
 
     /// Forgets the checksums of a mapping (the next run rewrites every row).
@@ -665,6 +678,11 @@ impl State {
         Ok(n)
     }
 }
+
+/// A key the caller believed new already has state (see `save_checksums_tx`).
+#[derive(Debug, thiserror::Error)]
+#[error("a key of the batch already has state")]
+pub struct KeyExists;
 
 /// `COPY` of new checksums into `hlx.hlx_row_state` (PostgreSQL).
 async fn copy_checksums(tx: &mut Tx, id: i64, rows: &[(&str, [u8; 32], bool)]) -> anyhow::Result<()> {

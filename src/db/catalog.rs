@@ -40,7 +40,10 @@ impl Kind {
 #[derive(Debug, Clone)]
 pub struct Column {
     pub name: String,
-    /// The type as the engine spells it (`character varying(32)`, `datetime(6)`).
+    /// The type as the engine spells it. On PostgreSQL this is the base type
+    /// without its modifier (`character varying`, `numeric`), because it is
+    /// used in casts, and a cast to `varchar(8)` truncates and a cast to
+    /// `numeric(5,2)` rounds silently; the column's own limits must refuse.
     pub sql_type: String,
     /// PostgreSQL's internal type name (`int4`, `timestamptz`), for decoding.
     pub udt: String,
@@ -144,7 +147,7 @@ pub async fn table(pool: &Pool, name: &TableName) -> anyhow::Result<Option<Table
         Engine::Postgres => {
             fetch_pool(
                 pool,
-                "SELECT c.relname::text, n.nspname::text, a.attname::text, format_type(a.atttypid, a.atttypmod), t.typname::text, \
+                "SELECT c.relname::text, n.nspname::text, a.attname::text, format_type(a.atttypid, NULL), t.typname::text, \
                         (NOT a.attnotnull), CASE WHEN a.atttypmod > 4 AND t.typname IN ('varchar','bpchar') THEN (a.atttypmod - 4)::int8 END \
                  FROM pg_catalog.pg_class c \
                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \

@@ -70,7 +70,8 @@ struct SrcCol {
     kind: Kind,
 }
 
-/// Reads one mapping's source table.
+/// Reads one mapping's source table. Cloning shares the pool.
+#[derive(Clone)]
 pub struct Reader {
     pool: Pool,
     engine: Engine,
@@ -222,10 +223,10 @@ impl Reader {
     /// Reads one batch (at most `batch_size` rows).
     pub async fn batch(&self, start: &Start, null_phase: bool) -> anyhow::Result<Vec<Vec<Value>>> {
         let (sql, args) = self.batch_sql(start, null_phase);
-        tracing::debug!(%sql, args = ?args, "source batch");
-        self.fetch(&sql, &args)
-            .await
-            .with_context(|| format!("reading source table {}", self.catalog.name))
+        let t0 = std::time::Instant::now();
+        let r = self.fetch(&sql, &args).await;
+        tracing::debug!(%sql, args = ?args, ms = t0.elapsed().as_millis() as u64, rows = r.as_ref().map(|v| v.len()).unwrap_or(0), "source batch");
+        r.with_context(|| format!("reading source table {}", self.catalog.name))
     }
 
     /// Reads the rows with these keys (for re-checks and reconcile).

@@ -479,13 +479,16 @@ fn db_error(e: &anyhow::Error) -> Option<&(dyn sqlx::error::DatabaseError + 'sta
 /// still refuses are quarantined.
 pub fn is_data_error(e: &anyhow::Error) -> bool {
     let Some(d) = db_error(e) else { return false };
-    let code = d.code().map(|c| c.into_owned()).unwrap_or_default();
-    if code.chars().all(|c| c.is_ascii_digit()) && !code.is_empty() {
+    if let Some(lite) = d.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
         // SQLite's (extended) result codes: the primary code is the low byte.
         // 18 TOOBIG, 19 CONSTRAINT, 20 MISMATCH; never BUSY (5) or LOCKED (6).
-        return code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 18..=20));
+        let code = sqlx::error::DatabaseError::code(lite)
+            .and_then(|c| c.parse::<u32>().ok())
+            .unwrap_or(0);
+        return matches!(code & 0xff, 18..=20);
     }
     // SQLSTATE (PostgreSQL, MySQL): 22 data exception, 23 integrity constraint.
+    let code = d.code().map(|c| c.into_owned()).unwrap_or_default();
     code.starts_with("22") || code.starts_with("23")
 }
 

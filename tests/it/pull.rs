@@ -373,3 +373,83 @@ async fn soft_deletes_and_changes_move_and_no_op_updates_do_not(p: Engine, q: En
         .unwrap();
     assert_eq!(content, "井盖缺失");
 }
+
+engines!(a_key_repeated_across_batches_keeps_the_later_row);
+async fn a_key_repeated_across_batches_keeps_the_later_row(p: Engine, q: Engine) {
+    // A staging table without a unique key: the same GDBH twice, in different
+    // batches. On a first load this also exercises the PostgreSQL fast path's
+    // fallback (the second occurrence finds state written by the first).
+    let s = setup(p, q, "batch_size = 2").await;
+    s.partner
+        .exec("CREATE TABLE stg_dup AS SELECT * FROM stg_gd_info WHERE 1 = 0")
+        .await;
+    let mapping = MAPPING.replace("table = \"stg_gd_info\"", "table = \"stg_dup\"");
+    std::fs::write(s.scratch.dir.path().join("mappings/haikou.toml"), mapping).unwrap();
+    let mut rows: Vec<Row> = (0..5).map(|i| row(i, Some(&ts(T0, i as i64)))).collect();
+    let mut again = row(1, Some(&ts(T0, 10)));
+    again.sqnr = "第二次".into();
+    rows.push(again);
+    for chunk in rows.chunks(1) {
+        let r = &chunk[0];
+        s.partner
+            .exec_args(
+                &format!("INSERT INTO stg_dup (GDBH, LDSJ, LDHM, QDLX, SQNR, WTFL, UPDATE_TIME, OP_FLAG) VALUES (?, ?, ?, ?, ?, ?, {}, 'I')", s.partner.ts_param()),
+                &[r.gdbh.as_str().into(), r.ldsj.as_str().into(), r.ldhm.as_str().into(), r.qdlx.as_str().into(), r.sqnr.as_str().into(), r.wtfl.as_str().into(), hotline_exchange::db::sql::Arg::Text(r.ut.clone())],
+            )
+            .await;
+    }
+    let o = s.run().await;
+    assert_eq!(o.status, Status::Ok, "{:?}", o.error);
+    assert_eq!(
+        (o.counts.read, o.counts.inserted, o.counts.updated),
+        (6, 5, 1),
+        "{:?}",
+        o.counts
+    );
+    let content = s
+        .province
+        .scalar("SELECT content FROM work_order WHERE order_no = 'HK00000001'")
+        .await
+        .unwrap();
+    assert_eq!(content, "第二次");
+    assert_eq!(s.province.count(&s.province.hlx("hlx_row_state")).await, 5);
+}
+
+/// A row the target refuses (too long for its column) is quarantined with the
+/// database's reason; the rest of the batch lands. SQLite does not enforce
+/// lengths, so this runs on the two server engines.
+async fn rows_the_target_refuses_are_quarantined(p: Engine, q: Engine) {
+    let s = setup(p, q, "").await;
+    hotline_exchange::state::State::new(s.province.pool.clone())
+        .migrate(false)
+        .await
+        .unwrap();
+    s.province
+        .exec(match q {
+            Postgres => "ALTER TABLE work_order ALTER COLUMN caller_phone_masked TYPE varchar(8)",
+            _ => "ALTER TABLE work_order MODIFY caller_phone_masked VARCHAR(8)",
+        })
+        .await;
+    let mut rows: Vec<Row> = (0..6).map(|i| row(i, Some(&ts(T0, i as i64)))).collect();
+    for r in rows.iter_mut() {
+        r.ldhm = "12345".into();
+    }
+    rows[3].ldhm = "13812345678".into(); // masks to 11 characters
+    insert(&s.partner, &rows).await;
+    let o = s.run().await;
+    assert_eq!(o.status, Status::Ok, "{:?}", o.error);
+    assert_eq!((o.counts.inserted, o.counts.rejected), (5, 1), "{:?}", o.counts);
+    let qt = s.province.hlx("hlx_quarantine");
+    let got = s.province.rows(&qt, &["rule", "reason"], "row_key").await;
+    assert_eq!(got[0][0], "target");
+    assert!(got[0][1].contains("refused"), "{}", got[0][1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_the_target_refuses_are_quarantined_postgres() {
+    rows_the_target_refuses_are_quarantined(Postgres, Postgres).await
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_the_target_refuses_are_quarantined_mariadb() {
+    rows_the_target_refuses_are_quarantined(MySql, MySql).await
+}
