@@ -31,6 +31,8 @@ export HLX_BIN="$WORK/bin/hlx"
   echo "binary sha256: $(sha256sum "$HLX_BIN" | cut -d' ' -f1)"
   echo "rustc: $(rustc --version 2>/dev/null || echo unknown)"
 } > "$WORK/bin/hlx-build.txt"
+# The uncommitted part of what was built, if any, so a result can be traced.
+git -C "$REPO" diff HEAD -- src Cargo.toml Cargo.lock migrations > "$WORK/bin/hlx-build.diff" 2>/dev/null || true
 cat "$WORK/bin/hlx-build.txt" >&2
 
 # The harness files (not its .venv/, data/, state/, logs/, which stay in work/,
@@ -50,5 +52,8 @@ echo "[run] TOOLS=\"$TOOLS\" ./bench.sh $N  (in $WORK)" >&2
 rc=0
 ./bench.sh "$N" || rc=$?
 LOG="$WORK/logs/$N${RESULTS_TAG:+-$RESULTS_TAG}"
-[ -d "$LOG" ] && cp -f "$WORK/bin/hlx-build.txt" "$LOG/hlx-build.txt"
+if [ -d "$LOG" ]; then
+  cp -f "$WORK/bin/hlx-build.txt" "$LOG/hlx-build.txt"
+  [ -s "$WORK/bin/hlx-build.diff" ] && cp -f "$WORK/bin/hlx-build.diff" "$LOG/hlx-build.diff"
+fi
 exit "$rc"
