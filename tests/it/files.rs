@@ -207,3 +207,32 @@ async fn online_check_flags_a_watermark_without_an_index_and_a_target_without_a_
     );
     assert!(out.contains("no unique index or primary key on (order_no)"), "{out}");
 }
+
+#[test]
+fn the_shipped_example_config_and_mappings_check_clean_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(root.join("deploy/exchange.toml"), dir.path().join("exchange.toml")).unwrap();
+    std::fs::create_dir_all(dir.path().join("mappings/codesets")).unwrap();
+    for f in [
+        "haikou_work_order.toml",
+        "dept12315_work_order.toml",
+        "codesets/haikou.toml",
+        "codesets/dept12315.toml",
+    ] {
+        std::fs::copy(
+            root.join("mappings/examples").join(f),
+            dir.path().join("mappings").join(f),
+        )
+        .unwrap();
+    }
+    let o = hlx(&[
+        "-c",
+        dir.path().join("exchange.toml").to_str().unwrap(),
+        "check",
+        "--offline",
+    ]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("2 partner(s), 2 mapping(s), 7 mapping test(s)"), "{out}");
+}

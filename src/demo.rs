@@ -15,10 +15,11 @@ use crate::shutdown::Shutdown;
 use std::path::Path;
 use std::sync::Arc;
 
-const HAIKOU_MAPPING: &str = include_str!("haikou.toml");
-const HAIKOU_CODES: &str = include_str!("haikou_codes.toml");
-const DEPT_MAPPING: &str = include_str!("dept12315.toml");
-const DEPT_CODES: &str = include_str!("dept12315_codes.toml");
+// The demo runs the example mappings that ship in mappings/examples/.
+const HAIKOU_MAPPING: &str = include_str!("../mappings/examples/haikou_work_order.toml");
+const HAIKOU_CODES: &str = include_str!("../mappings/examples/codesets/haikou.toml");
+const DEPT_MAPPING: &str = include_str!("../mappings/examples/dept12315_work_order.toml");
+const DEPT_CODES: &str = include_str!("../mappings/examples/codesets/dept12315.toml");
 
 /// Rows per partner.
 const HAIKOU_ROWS: usize = 400;
