@@ -23,7 +23,7 @@ use crate::db::write::Writer;
 use crate::db::Pool;
 use crate::mapping::{deleted_checksum, Mapped, Mapping};
 use crate::shutdown::Shutdown;
-use crate::state::{minus, Counts, Position, QuarantineEntry, State};
+use crate::state::{minus, Counts, Position, QuarantineEntry, State, StateRow};
 use crate::value::Value;
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
@@ -307,16 +307,26 @@ impl Run<'_> {
         {
             return Ok(stop);
         }
-        // Phase 2: from the stored position minus the look-back window.
+        // Phase 2: from the stored position minus the look-back window. Where
+        // the watermark allows it, the window up to the position is probed by
+        // (key, watermark) and only row versions not seen before are fetched;
+        // then the read continues after the position.
         if reader.watermark_index().is_some() {
-            let start = match &self.position {
+            let start = match self.position.clone() {
                 None => Start::Beginning,
+                Some(p) if reader.can_probe() && !p.key.is_empty() && m.lookback.0.as_nanos() > 0 => {
+                    let lo = minus(&p.wm, m.lookback.chrono());
+                    self.wm_from = Some(lo.to_string());
+                    if let Some(stop) = self.probe(&reader, &ctx, &lo, &p, shutdown).await? {
+                        return Ok(stop);
+                    }
+                    Start::After { wm: p.wm, key: p.key }
+                }
                 Some(p) => Start::From(minus(&p.wm, m.lookback.chrono())),
             };
-            self.wm_from = match &start {
-                Start::From(v) => Some(v.to_string()),
-                _ => None,
-            };
+            if let Start::From(v) = &start {
+                self.wm_from = Some(v.to_string());
+            }
             if let Some(stop) = self.phase(&reader, &ctx, start, false, false, shutdown).await? {
                 return Ok(stop);
             }
@@ -365,6 +375,71 @@ impl Run<'_> {
         result
     }
 
+    /// The look-back window by (key, watermark): a row whose recorded source
+    /// watermark equals the current one is the version already processed; the
+    /// others (late commits, updates committed late) are fetched in full and
+    /// written like any batch. The position does not move here.
+    async fn probe(
+        &mut self,
+        reader: &Reader,
+        ctx: &BatchCtx<'_>,
+        lo: &Value,
+        upto: &Position,
+        shutdown: &Shutdown,
+    ) -> Result<Option<bool>, RunError> {
+        let m = self.m;
+        let mut after: Option<Position> = None;
+        loop {
+            let probed = reader
+                .probe_window(lo, upto, after.as_ref())
+                .await
+                .with_context(|| format!("partner {}", m.partner))?;
+            let Some((k, w)) = probed.last() else { return Ok(None) };
+            after = Some(Position {
+                wm: w.clone(),
+                key: k.clone(),
+            });
+            let texts: Vec<String> = probed
+                .iter()
+                .map(|(k, _)| crate::mapping::key_text(&k.iter().collect::<Vec<_>>()))
+                .collect();
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let mut tx = self.ex.province.begin().await.context("province")?;
+            let stored = self
+                .ex
+                .state
+                .checksums_tx(&mut tx, self.id, &refs)
+                .await
+                .context("province")?;
+            tx.commit().await.context("province")?;
+            let unseen: Vec<Vec<Value>> = probed
+                .iter()
+                .zip(&texts)
+                .filter(|((_, w), t)| {
+                    stored.get(t.as_str()).and_then(|s| s.wm.as_deref()) != Some(crate::state::wm_text(w).as_str())
+                })
+                .map(|((k, _), _)| k.clone())
+                .collect();
+            tracing::debug!(probed = probed.len(), unseen = unseen.len(), "look-back window probed");
+            if !unseen.is_empty() {
+                let rows = reader
+                    .rows_by_key(&unseen)
+                    .await
+                    .with_context(|| format!("partner {}", m.partner))?;
+                if !rows.is_empty() {
+                    let p = prepare(m, rows, None, false);
+                    self.write(ctx, &p).await?;
+                }
+            }
+            if shutdown.is_triggered() {
+                return Ok(Some(true));
+            }
+            if probed.len() < m.batch_size {
+                return Ok(None);
+            }
+        }
+    }
+
     /// Writes one prepared batch in one provincial transaction. In optimistic
     /// mode (a first load on PostgreSQL) the checksum lookup is skipped; if a
     /// key turns out to have state after all, the batch is rolled back and
@@ -407,22 +482,42 @@ impl Run<'_> {
                 .context("province")?
         };
 
+        // The source watermark of a row, as recorded in hlx_row_state.
+        let wm_of = |i: usize| m.source.watermark.map(|w| crate::state::wm_text(&rows[i][w]));
         let mut upserts: Vec<(usize, &[Value], [u8; 32], bool)> = Vec::new();
         let mut deletes: Vec<(usize, Vec<Value>)> = Vec::new();
         let mut rejects: Vec<(usize, crate::mapping::rules::Rejection)> = Vec::new();
+        // Unchanged rows whose watermark moved: their recorded watermark is
+        // refreshed, so the next poll's probe does not fetch them again.
+        let mut touched: Vec<StateRow<'_>> = Vec::new();
         for (i, r) in mapped {
             let k = keys[*i].as_str();
-            match r {
-                Ok(Mapped::Row { values, checksum }) => match known.get(k) {
-                    Some((old, false)) if old.as_slice() == checksum => c.unchanged += 1,
-                    Some(_) => upserts.push((*i, values, *checksum, false)),
-                    None => upserts.push((*i, values, *checksum, true)),
-                },
-                Ok(Mapped::Deleted { key }) => match known.get(k) {
-                    Some((_, true)) => c.unchanged += 1,
-                    _ => deletes.push((*i, key.clone())),
-                },
-                Err(rej) => rejects.push((*i, rej.clone())),
+            match (r, known.get(k)) {
+                (Ok(Mapped::Row { checksum, .. }), Some(st)) if !st.deleted && st.checksum.as_slice() == checksum => {
+                    c.unchanged += 1;
+                    if st.wm != wm_of(*i) {
+                        touched.push(StateRow {
+                            key: k,
+                            checksum: *checksum,
+                            deleted: false,
+                            wm: wm_of(*i),
+                        });
+                    }
+                }
+                (Ok(Mapped::Row { values, checksum }), st) => upserts.push((*i, values, *checksum, st.is_none())),
+                (Ok(Mapped::Deleted { .. }), Some(st)) if st.deleted => {
+                    c.unchanged += 1;
+                    if st.wm != wm_of(*i) {
+                        touched.push(StateRow {
+                            key: k,
+                            checksum: deleted_checksum(),
+                            deleted: true,
+                            wm: wm_of(*i),
+                        });
+                    }
+                }
+                (Ok(Mapped::Deleted { key }), _) => deletes.push((*i, key.clone())),
+                (Err(rej), _) => rejects.push((*i, rej.clone())),
             }
         }
 
@@ -448,7 +543,7 @@ impl Run<'_> {
                 },
             ));
         }
-        let mut saved: Vec<(&str, [u8; 32], bool)> = Vec::new();
+        let mut saved: Vec<StateRow<'_>> = touched;
         let mut landed: Vec<&str> = Vec::new();
         for (j, (i, _, sum, new)) in upserts.iter().enumerate() {
             if refused_idx.contains(&j) {
@@ -459,7 +554,12 @@ impl Run<'_> {
             } else {
                 c.updated += 1;
             }
-            saved.push((keys[*i].as_str(), *sum, false));
+            saved.push(StateRow {
+                key: keys[*i].as_str(),
+                checksum: *sum,
+                deleted: false,
+                wm: wm_of(*i),
+            });
             landed.push(keys[*i].as_str());
         }
         if !deletes.is_empty() {
@@ -472,7 +572,12 @@ impl Run<'_> {
             c.deleted += n;
             c.unchanged += deletes.len() as u64 - n.min(deletes.len() as u64);
             for (i, _) in &deletes {
-                saved.push((keys[*i].as_str(), deleted_checksum(), true));
+                saved.push(StateRow {
+                    key: keys[*i].as_str(),
+                    checksum: deleted_checksum(),
+                    deleted: true,
+                    wm: wm_of(*i),
+                });
                 landed.push(keys[*i].as_str());
             }
         }
@@ -536,7 +641,7 @@ impl Run<'_> {
                 &mut tx,
                 self.id,
                 &saved,
-                optimistic || saved.iter().all(|(k, _, _)| !known.contains_key(*k)),
+                optimistic || saved.iter().all(|r| !known.contains_key(r.key)),
                 optimistic,
             )
             .await

@@ -364,12 +364,7 @@ impl State {
     }
 
     /// Stored checksums of these keys: key → (checksum, deleted).
-    pub async fn checksums_tx(
-        &self,
-        tx: &mut Tx,
-        id: i64,
-        keys: &[&str],
-    ) -> anyhow::Result<HashMap<String, (Vec<u8>, bool)>> {
+    pub async fn checksums_tx(&self, tx: &mut Tx, id: i64, keys: &[&str]) -> anyhow::Result<HashMap<String, Stored>> {
         let mut out = HashMap::with_capacity(keys.len());
         if let Tx::Pg(t) = tx {
             // A join over the key array makes PostgreSQL probe the index once
@@ -377,20 +372,23 @@ impl State {
             // planned as a scan of every row of the mapping when the table has
             // grown faster than its statistics, e.g. during a first load or
             // where autovacuum is off.)
-            let rows: Vec<(String, Vec<u8>, bool)> = sqlx::query_as(
-                "SELECT s.row_key, s.checksum, s.deleted FROM unnest($2::text[]) AS k(row_key) \
+            let rows: Vec<(String, Vec<u8>, bool, Option<String>)> = sqlx::query_as(
+                "SELECT s.row_key, s.checksum, s.deleted, s.source_wm FROM unnest($2::text[]) AS k(row_key) \
                  JOIN hlx.hlx_row_state s ON s.mapping_id = $1 AND s.row_key = k.row_key",
             )
             .bind(id)
             .bind(keys)
             .fetch_all(&mut **t)
             .await?;
-            out.extend(rows.into_iter().map(|(k, c, d)| (k, (c, d))));
+            out.extend(
+                rows.into_iter()
+                    .map(|(k, checksum, deleted, wm)| (k, Stored { checksum, deleted, wm })),
+            );
             return Ok(out);
         }
         for chunk in keys.chunks(5000) {
             let q = format!(
-                "SELECT row_key, checksum, deleted FROM {} WHERE mapping_id = ? AND row_key IN ({})",
+                "SELECT row_key, checksum, deleted, source_wm FROM {} WHERE mapping_id = ? AND row_key IN ({})",
                 self.t("hlx_row_state"),
                 vec!["?"; chunk.len()].join(", ")
             );
@@ -399,7 +397,11 @@ impl State {
             for r in fetch(tx, &q, &args).await? {
                 out.insert(
                     r.text(0)?.unwrap_or_default(),
-                    (r.bytes(1)?.unwrap_or_default(), r.bool(2)?.unwrap_or(false)),
+                    Stored {
+                        checksum: r.bytes(1)?.unwrap_or_default(),
+                        deleted: r.bool(2)?.unwrap_or(false),
+                        wm: r.text(3)?,
+                    },
                 );
             }
         }
@@ -413,7 +415,7 @@ impl State {
         &self,
         tx: &mut Tx,
         id: i64,
-        rows: &[(&str, [u8; 32], bool)],
+        rows: &[StateRow<'_>],
         fresh: bool,
         strict: bool,
     ) -> anyhow::Result<()> {
@@ -440,41 +442,46 @@ impl State {
         }
         if let Tx::Pg(pg) = tx {
             // Three array parameters instead of four per row.
-            let keys: Vec<&str> = rows.iter().map(|r| r.0).collect();
-            let sums: Vec<&[u8]> = rows.iter().map(|r| &r.1[..]).collect();
-            let dels: Vec<bool> = rows.iter().map(|r| r.2).collect();
+            let keys: Vec<&str> = rows.iter().map(|r| r.key).collect();
+            let sums: Vec<&[u8]> = rows.iter().map(|r| &r.checksum[..]).collect();
+            let dels: Vec<bool> = rows.iter().map(|r| r.deleted).collect();
+            let wms: Vec<Option<&str>> = rows.iter().map(|r| r.wm.as_deref()).collect();
             sqlx::query(
-                "INSERT INTO hlx.hlx_row_state (mapping_id, row_key, checksum, deleted) \
-                 SELECT $1, k, c, d FROM UNNEST($2::text[], $3::bytea[], $4::bool[]) AS u(k, c, d) \
-                 ON CONFLICT (mapping_id, row_key) DO UPDATE SET checksum = EXCLUDED.checksum, deleted = EXCLUDED.deleted",
+                "INSERT INTO hlx.hlx_row_state (mapping_id, row_key, checksum, deleted, source_wm) \
+                 SELECT $1, k, c, d, w FROM UNNEST($2::text[], $3::bytea[], $4::bool[], $5::text[]) AS u(k, c, d, w) \
+                 ON CONFLICT (mapping_id, row_key) DO UPDATE SET checksum = EXCLUDED.checksum, deleted = EXCLUDED.deleted, \
+                 source_wm = EXCLUDED.source_wm",
             )
             .bind(id)
             .bind(keys)
             .bind(sums)
             .bind(dels)
+            .bind(wms)
             .execute(&mut **pg)
             .await?;
             return Ok(());
         }
         let t = self.t("hlx_row_state");
         for chunk in rows.chunks(2000) {
-            let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
+            let values = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
             let sql = match tx.engine() {
                 Engine::MySql => format!(
-                    "INSERT INTO {t} (mapping_id, row_key, checksum, deleted) VALUES {values} \
-                     ON DUPLICATE KEY UPDATE checksum = VALUES(checksum), deleted = VALUES(deleted)"
+                    "INSERT INTO {t} (mapping_id, row_key, checksum, deleted, source_wm) VALUES {values} \
+                     ON DUPLICATE KEY UPDATE checksum = VALUES(checksum), deleted = VALUES(deleted), source_wm = VALUES(source_wm)"
                 ),
                 _ => format!(
-                    "INSERT INTO {t} (mapping_id, row_key, checksum, deleted) VALUES {values} \
-                     ON CONFLICT (mapping_id, row_key) DO UPDATE SET checksum = excluded.checksum, deleted = excluded.deleted"
+                    "INSERT INTO {t} (mapping_id, row_key, checksum, deleted, source_wm) VALUES {values} \
+                     ON CONFLICT (mapping_id, row_key) DO UPDATE SET checksum = excluded.checksum, deleted = excluded.deleted, \
+                     source_wm = excluded.source_wm"
                 ),
             };
-            let mut args = Vec::with_capacity(chunk.len() * 4);
-            for (k, c, d) in chunk {
+            let mut args = Vec::with_capacity(chunk.len() * 5);
+            for r in chunk {
                 args.push(Arg::from(id));
-                args.push(Arg::from(*k));
-                args.push(Arg::Bytes(Some(c.to_vec())));
-                args.push(Arg::from(*d));
+                args.push(Arg::from(r.key));
+                args.push(Arg::Bytes(Some(r.checksum.to_vec())));
+                args.push(Arg::from(r.deleted));
+                args.push(Arg::Text(r.wm.clone()));
             }
             exec(tx, &sql, &args).await?;
         }
@@ -679,28 +686,58 @@ impl State {
     }
 }
 
+/// What hlx recorded for a source key.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub checksum: Vec<u8>,
+    pub deleted: bool,
+    /// The source watermark the row had ([`wm_text`]), if recorded.
+    pub wm: Option<String>,
+}
+
+/// One row of `hlx_row_state` to write.
+#[derive(Debug, Clone)]
+pub struct StateRow<'a> {
+    pub key: &'a str,
+    pub checksum: [u8; 32],
+    pub deleted: bool,
+    /// The source watermark ([`wm_text`]); `None` without a watermark column.
+    pub wm: Option<String>,
+}
+
+/// The stored form of a source watermark value: typed, so that values of
+/// different types never compare equal.
+pub fn wm_text(v: &Value) -> String {
+    tag(v).to_string()
+}
+
 /// A key the caller believed new already has state (see `save_checksums_tx`).
 #[derive(Debug, thiserror::Error)]
 #[error("a key of the batch already has state")]
 pub struct KeyExists;
 
 /// `COPY` of new checksums into `hlx.hlx_row_state` (PostgreSQL).
-async fn copy_checksums(tx: &mut Tx, id: i64, rows: &[(&str, [u8; 32], bool)]) -> anyhow::Result<()> {
+async fn copy_checksums(tx: &mut Tx, id: i64, rows: &[StateRow<'_>]) -> anyhow::Result<()> {
     let Tx::Pg(t) = tx else {
         anyhow::bail!("internal: COPY on a non-PostgreSQL province")
     };
     let mut buf = Vec::with_capacity(rows.len() * 100);
     let idt = id.to_string();
-    for (k, sum, del) in rows {
+    for r in rows {
         buf.extend_from_slice(idt.as_bytes());
         buf.push(b'\t');
-        crate::db::write::copy_escape(k, &mut buf);
+        crate::db::write::copy_escape(r.key, &mut buf);
         buf.extend_from_slice(b"\t\\\\x");
-        buf.extend_from_slice(hex::encode(sum).as_bytes());
-        buf.extend_from_slice(if *del { b"\tt\n" } else { b"\tf\n" });
+        buf.extend_from_slice(hex::encode(r.checksum).as_bytes());
+        buf.extend_from_slice(if r.deleted { b"\tt\t" } else { b"\tf\t" });
+        match &r.wm {
+            Some(w) => crate::db::write::copy_escape(w, &mut buf),
+            None => buf.extend_from_slice(b"\\N"),
+        }
+        buf.push(b'\n');
     }
     let mut copy = t
-        .copy_in_raw("COPY hlx.hlx_row_state (mapping_id, row_key, checksum, deleted) FROM STDIN")
+        .copy_in_raw("COPY hlx.hlx_row_state (mapping_id, row_key, checksum, deleted, source_wm) FROM STDIN")
         .await?;
     if let Err(e) = copy.send(buf).await {
         let _ = copy.abort("hlx: send failed").await;

@@ -51,6 +51,8 @@ pub struct Column {
     pub nullable: bool,
     /// Characters, for text columns that declare a length.
     pub max_chars: Option<i64>,
+    /// Fraction-of-second digits of a timestamp column (6 = microseconds).
+    pub fraction_digits: Option<i64>,
 }
 
 /// A table as found in the catalog.
@@ -148,7 +150,8 @@ pub async fn table(pool: &Pool, name: &TableName) -> anyhow::Result<Option<Table
             fetch_pool(
                 pool,
                 "SELECT c.relname::text, n.nspname::text, a.attname::text, format_type(a.atttypid, NULL), t.typname::text, \
-                        (NOT a.attnotnull), CASE WHEN a.atttypmod > 4 AND t.typname IN ('varchar','bpchar') THEN (a.atttypmod - 4)::int8 END \
+                        (NOT a.attnotnull), CASE WHEN a.atttypmod > 4 AND t.typname IN ('varchar','bpchar') THEN (a.atttypmod - 4)::int8 END, \
+                        CASE WHEN t.typname IN ('timestamp','timestamptz') THEN (CASE WHEN a.atttypmod < 0 THEN 6 ELSE a.atttypmod END)::int8 END \
                  FROM pg_catalog.pg_class c \
                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
                  JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
@@ -164,7 +167,7 @@ pub async fn table(pool: &Pool, name: &TableName) -> anyhow::Result<Option<Table
             fetch_pool(
                 pool,
                 "SELECT TABLE_NAME, TABLE_SCHEMA, COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, CASE WHEN IS_NULLABLE = 'YES' THEN 1 ELSE 0 END, \
-                        CAST(CHARACTER_MAXIMUM_LENGTH AS SIGNED) \
+                        CAST(CHARACTER_MAXIMUM_LENGTH AS SIGNED), CAST(DATETIME_PRECISION AS SIGNED) \
                  FROM information_schema.COLUMNS \
                  WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND lower(TABLE_NAME) = lower(?) \
                  ORDER BY (TABLE_NAME = ?) DESC, TABLE_NAME, ORDINAL_POSITION",
@@ -195,6 +198,7 @@ pub async fn table(pool: &Pool, name: &TableName) -> anyhow::Result<Option<Table
                     sql_type: t,
                     nullable: r.i64(2)?.unwrap_or(0) == 0,
                     max_chars: None,
+                    fraction_digits: None,
                 });
             }
             return Ok(Some(Table {
@@ -233,6 +237,7 @@ pub async fn table(pool: &Pool, name: &TableName) -> anyhow::Result<Option<Table
             kind,
             nullable,
             max_chars: r.i64(6)?,
+            fraction_digits: r.i64(7)?,
         });
     }
     let Some((t, s)) = table else { return Ok(None) };

@@ -77,12 +77,16 @@ pub struct Reader {
     engine: Engine,
     table: String,
     select: String,
+    /// The select expression of each column (casts included).
+    exprs: Vec<String>,
     decs: Vec<Dec>,
     cols: Vec<SrcCol>,
     key: Vec<usize>,
     watermark: Option<usize>,
     batch_size: usize,
     zone: FixedOffset,
+    /// Fraction digits of a timestamp watermark column (6 = microseconds).
+    wm_fraction: Option<i64>,
     /// The catalog's view of the table, for `hlx check`.
     pub catalog: Table,
 }
@@ -96,6 +100,7 @@ impl Reader {
         let mut decs = Vec::new();
         let mut select = Vec::new();
         let mut problems = Vec::new();
+        let mut wm_fraction = None;
         for c in &m.source.columns {
             let col = match catalog.column(c.as_str()) {
                 Ok((_, col)) => col.clone(),
@@ -107,6 +112,9 @@ impl Reader {
             let ident = crate::ident::Ident::parse(&col.name).map_err(anyhow::Error::msg)?;
             let q = ident.quoted(engine);
             let (expr, dec) = decoder(engine, &q, &col);
+            if Some(cols.len()) == m.source.watermark {
+                wm_fraction = col.fraction_digits;
+            }
             select.push(expr);
             decs.push(dec);
             cols.push(SrcCol {
@@ -122,6 +130,8 @@ impl Reader {
             engine,
             table: catalog.name.quoted(engine),
             select: select.join(", "),
+            exprs: select,
+            wm_fraction,
             decs,
             cols,
             key: m.source.key.clone(),
@@ -231,6 +241,10 @@ impl Reader {
 
     /// Reads the rows with these keys (for re-checks and reconcile).
     pub async fn fetch(&self, sql: &str, args: &[Value]) -> anyhow::Result<Vec<Vec<Value>>> {
+        self.fetch_with(sql, args, &self.decs).await
+    }
+
+    async fn fetch_with(&self, sql: &str, args: &[Value], decs: &[Dec]) -> anyhow::Result<Vec<Vec<Value>>> {
         match &self.pool {
             Pool::Pg(p) => {
                 let sql = super::sql::placeholders(sql);
@@ -239,7 +253,7 @@ impl Reader {
                     q = q.bind(pg_text(a));
                 }
                 let rows = q.fetch_all(p).await?;
-                rows.iter().map(|r| decode_pg(r, &self.decs)).collect()
+                rows.iter().map(|r| decode_pg(r, decs)).collect()
             }
             Pool::My(p) => {
                 let mut q = sqlx::query(sql);
@@ -247,7 +261,7 @@ impl Reader {
                     q = bind_my(q, a);
                 }
                 let rows = q.fetch_all(p).await?;
-                rows.iter().map(|r| decode_my(r, &self.decs)).collect()
+                rows.iter().map(|r| decode_my(r, decs)).collect()
             }
             Pool::Lite(p) => {
                 let mut q = sqlx::query(sql);
@@ -258,6 +272,115 @@ impl Reader {
                 rows.iter().map(decode_lite).collect()
             }
         }
+    }
+
+    /// Whether the look-back window may be probed by (key, watermark) instead
+    /// of re-read in full: only when two versions of one row cannot share a
+    /// watermark value in practice, i.e. a timestamp with microseconds (set
+    /// per statement by the database) or an integer version. Coarser
+    /// watermarks (seconds, milliseconds, `yyyyMMddHHmmss` text) are re-read.
+    pub fn can_probe(&self) -> bool {
+        match self.watermark_kind() {
+            Some(Kind::Int) => true,
+            Some(Kind::Timestamp | Kind::TimestampTz) => self.wm_fraction.is_some_and(|d| d >= 6),
+            _ => false,
+        }
+    }
+
+    /// The (key, watermark) pairs of the look-back window: rows from `lo` up
+    /// to and including position `upto`, after `after`, one batch.
+    pub async fn probe_window(
+        &self,
+        lo: &Value,
+        upto: &crate::state::Position,
+        after: Option<&crate::state::Position>,
+    ) -> anyhow::Result<Vec<(Vec<Value>, Value)>> {
+        let w = self.watermark.context("probe without a watermark")?;
+        let wq = self.cols[w].quoted.clone();
+        let mut args = Vec::new();
+        let mut conds = vec![format!("{wq} >= {}", self.param(w))];
+        args.push(lo.clone());
+        let lt = format!("{wq} < {}", self.param(w));
+        args.push(upto.wm.clone());
+        let eq = format!("{wq} = {}", self.param(w));
+        args.push(upto.wm.clone());
+        let gt_key = self.key_after(&upto.key, &mut args);
+        conds.push(format!("({lt} OR ({eq} AND NOT ({gt_key})))"));
+        if let Some(a) = after {
+            let gt = format!("{wq} > {}", self.param(w));
+            args.push(a.wm.clone());
+            let eq = format!("{wq} = {}", self.param(w));
+            args.push(a.wm.clone());
+            let k = self.key_after(&a.key, &mut args);
+            conds.push(format!("({gt} OR ({eq} AND ({k})))"));
+        }
+        let mut select: Vec<String> = self.key.iter().map(|&k| self.exprs[k].clone()).collect();
+        select.push(self.exprs[w].clone());
+        let mut decs: Vec<Dec> = self.key.iter().map(|&k| self.decs[k]).collect();
+        decs.push(self.decs[w]);
+        let keys: Vec<String> = self.key.iter().map(|&k| self.cols[k].quoted.clone()).collect();
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {} ORDER BY {wq}, {} LIMIT {}",
+            select.join(", "),
+            self.table,
+            conds.join(" AND "),
+            keys.join(", "),
+            self.batch_size
+        );
+        let t0 = std::time::Instant::now();
+        let rows = self
+            .fetch_with(&sql, &args, &decs)
+            .await
+            .with_context(|| format!("probing source table {}", self.catalog.name))?;
+        tracing::debug!(
+            ms = t0.elapsed().as_millis() as u64,
+            rows = rows.len(),
+            "look-back probe"
+        );
+        Ok(rows
+            .into_iter()
+            .map(|mut r| {
+                let wm = r.pop().unwrap_or(Value::Null);
+                (r, wm)
+            })
+            .collect())
+    }
+
+    /// The full rows with these keys (in any order; missing keys are skipped).
+    pub async fn rows_by_key(&self, keys: &[Vec<Value>]) -> anyhow::Result<Vec<Vec<Value>>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(500) {
+            let mut args = Vec::new();
+            let cond = if let [k] = self.key.as_slice() {
+                let ps: Vec<String> = chunk.iter().map(|_| self.param(*k)).collect();
+                args.extend(chunk.iter().map(|key| key[0].clone()));
+                format!("{} IN ({})", self.cols[*k].quoted, ps.join(", "))
+            } else {
+                let ors: Vec<String> = chunk
+                    .iter()
+                    .map(|key| {
+                        let ands: Vec<String> = self
+                            .key
+                            .iter()
+                            .zip(key)
+                            .map(|(&c, v)| {
+                                args.push(v.clone());
+                                format!("{} = {}", self.cols[c].quoted, self.param(c))
+                            })
+                            .collect();
+                        format!("({})", ands.join(" AND "))
+                    })
+                    .collect();
+                ors.join(" OR ")
+            };
+            let sql = format!("SELECT {} FROM {} WHERE {cond}", self.select, self.table);
+            out.extend(
+                self.fetch(&sql, &args)
+                    .await
+                    .with_context(|| format!("reading source table {}", self.catalog.name))?,
+            );
+        }
+        Ok(out)
     }
 
     /// Key and watermark of a row.

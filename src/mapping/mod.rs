@@ -128,6 +128,16 @@ pub enum Mapped {
     Deleted { key: Vec<Value> },
 }
 
+/// A source key as stored in hlx's state: the text of a one-column key, a
+/// JSON array of texts for a composite key.
+pub fn key_text(key: &[&Value]) -> String {
+    if let [k] = key {
+        return k.to_string();
+    }
+    let parts: Vec<serde_json::Value> = key.iter().map(|v| serde_json::Value::String(v.to_string())).collect();
+    serde_json::Value::Array(parts).to_string()
+}
+
 /// The checksum recorded for a deleted row.
 pub fn deleted_checksum() -> [u8; 32] {
     Sha256::digest(b"hlx:deleted").into()
@@ -164,16 +174,8 @@ impl Mapping {
     /// The row's key as stored in hlx's state: the text of a one-column key,
     /// a JSON array for a composite key.
     pub fn row_key(&self, row: &[Value]) -> String {
-        if let [k] = self.source.key.as_slice() {
-            return row[*k].to_string();
-        }
-        let parts: Vec<serde_json::Value> = self
-            .source
-            .key
-            .iter()
-            .map(|&k| serde_json::Value::String(row[k].to_string()))
-            .collect();
-        serde_json::Value::Array(parts).to_string()
+        let key: Vec<&Value> = self.source.key.iter().map(|&k| &row[k]).collect();
+        key_text(&key)
     }
 
     /// The raw row as JSON (for the quarantine), personal columns masked

@@ -453,3 +453,54 @@ async fn rows_the_target_refuses_are_quarantined_postgres() {
 async fn rows_the_target_refuses_are_quarantined_mariadb() {
     rows_the_target_refuses_are_quarantined(MySql, MySql).await
 }
+
+engines!(the_lookback_window_is_probed_and_only_unseen_versions_are_read);
+async fn the_lookback_window_is_probed_and_only_unseen_versions_are_read(p: Engine, q: Engine) {
+    let s = setup(p, q, "batch_size = 20\nlookback = \"10m\"").await;
+    let rows: Vec<Row> = (0..50).map(|i| row(i, Some(&ts(T0, i as i64 * 1_000_000)))).collect();
+    insert(&s.partner, &rows).await;
+    assert_eq!(s.run().await.counts.inserted, 50);
+    let idle = s.run().await;
+    assert_eq!((idle.counts.inserted, idle.counts.updated), (0, 0));
+    // Microsecond watermarks are probed: an idle poll reads no full row. A
+    // text watermark (SQLite here) cannot be, and re-reads the window.
+    let probed = p != Sqlite;
+    assert_eq!(idle.counts.read, if probed { 0 } else { 50 }, "{:?}", idle.counts);
+    // An update that commits late, stamped inside the window before the
+    // position: it is a version not seen yet, so it is read and written.
+    let tp = s.partner.ts_param();
+    s.partner
+        .exec_args(
+            &format!("UPDATE stg_gd_info SET SQNR = '迟到的更新', UPDATE_TIME = {tp} WHERE GDBH = 'HK00000010'"),
+            &[ts(T0, 10_500_000).into()],
+        )
+        .await;
+    let o = s.run().await;
+    assert_eq!(o.counts.updated, 1, "{:?}", o.counts);
+    assert_eq!(o.counts.read, if probed { 1 } else { 50 }, "{:?}", o.counts);
+    assert_eq!(
+        s.province
+            .scalar("SELECT content FROM work_order WHERE order_no = 'HK00000010'")
+            .await
+            .unwrap(),
+        "迟到的更新"
+    );
+    // A no-op update (new watermark, same content) is read once, then its new
+    // watermark is recorded and it is not read again.
+    s.partner
+        .exec_args(
+            &format!("UPDATE stg_gd_info SET UPDATE_TIME = {tp} WHERE GDBH = 'HK00000020'"),
+            &[ts(T0, 20_500_000).into()],
+        )
+        .await;
+    let o = s.run().await;
+    assert_eq!(
+        (o.counts.updated, o.counts.inserted),
+        (1, 0),
+        "updated_at is mapped, so the row changed: {:?}",
+        o.counts
+    );
+    let o = s.run().await;
+    assert_eq!(o.counts.read, if probed { 0 } else { 50 }, "{:?}", o.counts);
+    assert_eq!(s.target_keys().await, s.source_keys("1=1").await);
+}
