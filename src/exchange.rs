@@ -412,7 +412,7 @@ impl Run<'_> {
                 .await
                 .context("province")?;
             tx.commit().await.context("province")?;
-            let unseen: Vec<Vec<Value>> = probed
+            let mut unseen: Vec<Vec<Value>> = probed
                 .iter()
                 .zip(&texts)
                 .filter(|((_, w), t)| {
@@ -421,7 +421,9 @@ impl Run<'_> {
                 .map(|((k, _), _)| k.clone())
                 .collect();
             tracing::debug!(probed = probed.len(), unseen = unseen.len(), "look-back window probed");
-            if !unseen.is_empty() {
+            // Fetched and written a batch at a time.
+            while !unseen.is_empty() {
+                let rest = unseen.split_off(unseen.len().min(m.batch_size));
                 let rows = reader
                     .rows_by_key(&unseen)
                     .await
@@ -430,11 +432,12 @@ impl Run<'_> {
                     let p = prepare(m, rows, None, false);
                     self.write(ctx, &p).await?;
                 }
+                unseen = rest;
             }
             if shutdown.is_triggered() {
                 return Ok(Some(true));
             }
-            if probed.len() < m.batch_size {
+            if probed.len() < reader.probe_size() {
                 return Ok(None);
             }
         }

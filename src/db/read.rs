@@ -325,7 +325,7 @@ impl Reader {
             self.table,
             conds.join(" AND "),
             keys.join(", "),
-            self.batch_size
+            self.probe_size()
         );
         let t0 = std::time::Instant::now();
         let rows = self
@@ -344,6 +344,13 @@ impl Reader {
                 (r, wm)
             })
             .collect())
+    }
+
+    /// Rows per probe query: probe rows are a key and a watermark, so a
+    /// probe takes four batches' worth (fewer passes over rows that share a
+    /// watermark value when the index does not carry the key).
+    pub fn probe_size(&self) -> usize {
+        (self.batch_size * 4).max(10_000)
     }
 
     /// The full rows with these keys (in any order; missing keys are skipped).
