@@ -108,6 +108,7 @@ TOML
 
 if [ "$ACTION" = reset ]; then
   tgt -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE"
+  rm -f "$STATE/target-created"
   write_config
   # Watermark and row checksums, through hlx itself (creates schema hlx on first use).
   "$HLX_BIN" -c "$CFG" reset --mapping "$MAPPING" --rewrite --yes
@@ -125,12 +126,18 @@ if [ "$ACTION" = reset ]; then
 fi
 [ "$ACTION" = sync ] || { echo "unknown action $ACTION" >&2; exit 2; }
 
-tgt <<SQL
+# hlx does not create provincial tables (DBAs own that schema): the target is
+# created here, in the timed run, the first time after a reset (S1), as the
+# peers create theirs. Later syncs find the marker and run hlx alone.
+if [ ! -f "$STATE/target-created" ]; then
+  tgt <<SQL
 CREATE SCHEMA IF NOT EXISTS $SCHEMA;
 CREATE TABLE IF NOT EXISTS $SCHEMA.stg_gd_info (
   gdbh varchar(32) PRIMARY KEY, ldsj varchar(14), ldhm varchar(20), qdlx varchar(4), sqlx varchar(4),
   sqfl varchar(20), sqnr text, sfdz varchar(200), xzqh char(6), cbdw varchar(100), gdzt varchar(4),
   bjsj varchar(14), bljg text, myd varchar(2), update_time timestamp(6) NOT NULL, op_flag char(1));
 SQL
+  mkdir -p "$STATE" && touch "$STATE/target-created"
+fi
 write_config
 exec "$HLX_BIN" -c "$CFG" run --mapping "$MAPPING"
