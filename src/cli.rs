@@ -339,7 +339,7 @@ async fn check_mapping(ex: &Exchange, m: &crate::mapping::Mapping) -> anyhow::Re
     use crate::db::catalog::Kind;
     let pool = ex.partner_pool(&m.partner).await?;
     let reader = crate::db::read::Reader::new(pool, m).await?;
-    reader.probe().await?;
+    reader.check_readable().await?;
     crate::db::write::Writer::new(&ex.province, m, cfg_zone(ex)).await?;
     let mut notes = Vec::new();
     let target = crate::db::catalog::require(&ex.province, &m.target.table, "target").await?;

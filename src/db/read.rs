@@ -398,8 +398,8 @@ impl Reader {
         )
     }
 
-    /// `SELECT 1 FROM t LIMIT 0`: can we read the table at all.
-    pub async fn probe(&self) -> anyhow::Result<()> {
+    /// `SELECT … FROM t LIMIT 0`: whether the table can be read at all.
+    pub async fn check_readable(&self) -> anyhow::Result<()> {
         let sql = format!("SELECT {} FROM {} LIMIT 0", self.select, self.table);
         self.fetch(&sql, &[]).await.map(|_| ())
     }

@@ -11,7 +11,7 @@
 //! up in the file named after the mapping's partner first, then in the one
 //! other file that defines it (two such files is an ambiguity error).
 
-use crate::diag::{Diagnostic, Diagnostics, SourceFile};
+use crate::diag::{Diagnostics, SourceFile};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -147,9 +147,4 @@ impl CodeSets {
             v
         }
     }
-}
-
-/// Used by tests and by `hlx check` to report a code-set problem in a file.
-pub fn unknown_set(file: &SourceFile, span: std::ops::Range<usize>, msg: String) -> Diagnostic {
-    file.at(span, msg)
 }
