@@ -340,7 +340,7 @@ async fn check_mapping(ex: &Exchange, m: &crate::mapping::Mapping) -> anyhow::Re
     let pool = ex.partner_pool(&m.partner).await?;
     let reader = crate::db::read::Reader::new(pool, m).await?;
     reader.check_readable().await?;
-    crate::db::write::Writer::new(&ex.province, m, cfg_zone(ex)).await?;
+    crate::db::write::Writer::new(&ex.province, m, ex.config.defaults.timezone).await?;
     let mut notes = Vec::new();
     let target = crate::db::catalog::require(&ex.province, &m.target.table, "target").await?;
     for f in &m.fields {
@@ -408,10 +408,6 @@ async fn check_mapping(ex: &Exchange, m: &crate::mapping::Mapping) -> anyhow::Re
         ));
     }
     Ok(notes)
-}
-
-fn cfg_zone(ex: &Exchange) -> chrono::FixedOffset {
-    ex.config.defaults.timezone
 }
 
 async fn status(cfg: &Arc<Config>, format: Format) -> i32 {

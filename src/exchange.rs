@@ -201,9 +201,9 @@ impl Exchange {
             Ok(true) => (Status::Stopped, None),
             Err(RunError::Halt(msg)) => (Status::Halted, Some(msg)),
             Err(RunError::Fail(e)) => {
-                if e.to_string().contains("partner ") {
-                    self.forget_partner(&m.partner).await;
-                }
+                // Whichever side failed, the next run reconnects to the partner:
+                // a pool that outlived a partner restart is not worth keeping.
+                self.forget_partner(&m.partner).await;
                 (Status::Failed, Some(format!("{e:#}")))
             }
         };

@@ -45,15 +45,7 @@ pub async fn fresh(engine: Engine, tag: &str) -> TestDb {
         Sqlite => {
             let dir = tempfile::tempdir().unwrap();
             let url = format!("sqlite://{}/{name}.db", dir.path().display());
-            let pool = Pool::connect(&Endpoint::from_url(&url, zone()).unwrap(), true)
-                .await
-                .unwrap();
-            TestDb {
-                engine,
-                url,
-                pool,
-                _dir: Some(dir),
-            }
+            TestDb::open(engine, url, true, Some(dir)).await
         }
         Postgres => server_db(engine, &pg_admin(), &format!("CREATE DATABASE {name}"), &name).await,
         MySql => {
@@ -75,16 +67,7 @@ async fn server_db(engine: Engine, admin_url: &str, create: &str, name: &str) ->
         .unwrap_or_else(|e| panic!("{engine:?} is needed for this test and is not reachable at {admin_url}: {e:#}"));
     exec_pool(&admin, create, &[]).await.unwrap();
     admin.close().await;
-    let url = replace_db(admin_url, name);
-    let pool = Pool::connect(&Endpoint::from_url(&url, zone()).unwrap(), false)
-        .await
-        .unwrap();
-    TestDb {
-        engine,
-        url,
-        pool,
-        _dir: None,
-    }
+    TestDb::open(engine, replace_db(admin_url, name), false, None).await
 }
 
 fn replace_db(url: &str, db: &str) -> String {
@@ -93,6 +76,18 @@ fn replace_db(url: &str, db: &str) -> String {
 }
 
 impl TestDb {
+    async fn open(engine: Engine, url: String, create: bool, dir: Option<tempfile::TempDir>) -> TestDb {
+        let pool = Pool::connect(&Endpoint::from_url(&url, zone()).unwrap(), create)
+            .await
+            .unwrap();
+        TestDb {
+            engine,
+            url,
+            pool,
+            _dir: dir,
+        }
+    }
+
     pub async fn exec(&self, sql: &str) {
         exec_pool(&self.pool, sql, &[])
             .await
