@@ -33,6 +33,10 @@ struct Cli {
 pub enum Format {
     Text,
     Json,
+    /// `hlx report` only.
+    Csv,
+    /// `hlx report` only.
+    Html,
 }
 
 #[derive(Subcommand)]
@@ -61,8 +65,38 @@ enum Command {
         #[arg(short, long = "mapping", value_name = "NAME")]
         mappings: Vec<String>,
     },
+    /// Run every mapping on its schedule until SIGTERM/SIGINT; SIGHUP reloads the configuration.
+    Daemon,
     /// One line per mapping: watermark, lag, last run, quarantined rows.
     Status,
+    /// The sync report for a period: per partner and mapping, what moved, what was rejected, who is behind.
+    Report {
+        /// Start: a duration back from now (24h, 7d) or a time (2026-11-25, 2026-11-25 08:00) in [defaults] timezone.
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// End (default now), same forms as --since.
+        #[arg(long)]
+        until: Option<String>,
+        /// Only this partner.
+        #[arg(long, value_name = "NAME")]
+        partner: Option<String>,
+        /// Write to FILE instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// CSV: start with a UTF-8 byte-order mark (for spreadsheet programs).
+        #[arg(long)]
+        bom: bool,
+    },
+    /// The quarantine: list, show and retry rows that failed their mapping.
+    Rejects {
+        #[command(subcommand)]
+        action: crate::rejects::Action,
+    },
+    /// The hash-chained exchange log.
+    Log {
+        #[command(subcommand)]
+        action: LogAction,
+    },
     /// Move a mapping's watermark back so the next run re-reads (checksums keep it cheap).
     Reset {
         #[arg(short, long, value_name = "NAME")]
@@ -79,6 +113,18 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum LogAction {
+    /// Walk the chain; report the first entry altered, removed or re-ordered (exit 1 if broken).
+    Verify,
+    /// Drop entries older than [log] retention_days (at least 180), leaving a checkpoint.
+    Prune {
+        /// Confirm.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
 /// Runs the command line; returns the exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -89,7 +135,6 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    init_tracing();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -100,14 +145,30 @@ pub fn main() -> i32 {
     rt.block_on(dispatch(cli))
 }
 
-fn init_tracing() {
+/// Logs go to stderr (the journal, under systemd), one line per event.
+/// `HLX_LOG` overrides the level; `[log]` in the config sets the daemon's
+/// level and format; other commands log warnings and errors only.
+fn init_tracing(log: Option<&config::LogSettings>) {
+    use std::io::IsTerminal as _;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("HLX_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+    let level = log.map(|l| l.level.as_str()).unwrap_or("warn");
+    let level = std::env::var("HLX_LOG").unwrap_or_else(|_| level.to_string());
+    // The scheduler crate narrates its own start-up at INFO; keep the journal
+    // for what hlx does unless someone asks for it by name.
+    let quiet = if level.contains("tokio_cron_scheduler") {
+        String::new()
+    } else {
+        ",tokio_cron_scheduler=warn".to_string()
+    };
+    let filter = EnvFilter::try_new(format!("{level}{quiet}")).unwrap_or_else(|_| EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = match log.map(|l| l.format) {
+        Some(config::LogFormat::Json) => builder.json().with_current_span(true).with_span_list(false).try_init(),
+        _ => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+    };
 }
 
 fn load(cli: &Cli) -> Result<Config, i32> {
@@ -129,14 +190,21 @@ fn load(cli: &Cli) -> Result<Config, i32> {
 
 async fn dispatch(cli: Cli) -> i32 {
     if let Command::Demo { dir } = &cli.command {
+        init_tracing(None);
         return crate::demo::run(dir, cli.format == Format::Json).await;
     }
     let cfg = match load(&cli) {
-        Ok(c) => Arc::new(c),
+        Ok(c) => c,
         Err(code) => return code,
     };
+    if let Command::Daemon = &cli.command {
+        init_tracing(Some(&cfg.log));
+        return crate::daemon::run(cfg, crate::systemd::Notifier::from_env()).await;
+    }
+    init_tracing(None);
+    let cfg = Arc::new(cfg);
     match &cli.command {
-        Command::Demo { .. } => unreachable!("handled above"),
+        Command::Demo { .. } | Command::Daemon => unreachable!("handled above"),
         Command::Check { offline } => check(&cfg, *offline, cli.format).await,
         Command::Migrate { state_only } => match crate::db::Pool::connect(&cfg.province, true).await {
             Ok(pool) => match State::new(pool).migrate(*state_only).await {
@@ -157,14 +225,7 @@ async fn dispatch(cli: Cli) -> i32 {
         Command::Run { mappings } => {
             for n in mappings {
                 if cfg.mapping(n).is_none() {
-                    eprintln!(
-                        "hlx: no mapping named `{n}` (known: {})",
-                        cfg.mappings
-                            .iter()
-                            .map(|m| m.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    );
+                    eprintln!("{}", unknown_mapping(&cfg, n));
                     return EXIT_USAGE;
                 }
             }
@@ -195,6 +256,26 @@ async fn dispatch(cli: Cli) -> i32 {
             }
         }
         Command::Status => status(&cfg, cli.format).await,
+        Command::Rejects { action } => crate::rejects::main(&cfg, action, cli.format).await,
+        Command::Log { action } => log_command(&cfg, action, cli.format).await,
+        Command::Report {
+            since,
+            until,
+            partner,
+            out,
+            bom,
+        } => {
+            report(
+                &cfg,
+                since,
+                until.as_deref(),
+                partner.as_deref(),
+                out.as_deref(),
+                *bom,
+                cli.format,
+            )
+            .await
+        }
         Command::Reset {
             mapping,
             to,
@@ -411,18 +492,10 @@ async fn check_mapping(ex: &Exchange, m: &crate::mapping::Mapping) -> anyhow::Re
 }
 
 async fn status(cfg: &Arc<Config>, format: Format) -> i32 {
-    let pool = match crate::db::Pool::connect(&cfg.province, true).await {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("hlx: {e:#}");
-            return EXIT_FAILED;
-        }
+    let state = match province_state(cfg).await {
+        Ok(p) => State::new(p),
+        Err(code) => return code,
     };
-    let state = State::new(pool.clone());
-    if let Err(e) = state.migrate(true).await {
-        eprintln!("hlx: {e:#}");
-        return EXIT_FAILED;
-    }
     let mut rows = Vec::new();
     for m in &cfg.mappings {
         match crate::state::mapping_status(&state, m, cfg.defaults.timezone).await {
@@ -446,7 +519,7 @@ async fn status(cfg: &Arc<Config>, format: Format) -> i32 {
                 "{:<w$}  {:<26} {:>10}  {:<9} {:<20} {:>11}  {}",
                 r.mapping,
                 r.watermark.as_deref().unwrap_or("-"),
-                r.lag_seconds.map(human_secs).unwrap_or_else(|| "-".into()),
+                r.lag_seconds.map(crate::report::human).unwrap_or_else(|| "-".into()),
                 r.last_status.as_deref().unwrap_or("never"),
                 r.last_finished.as_deref().unwrap_or("-"),
                 r.quarantined,
@@ -457,14 +530,160 @@ async fn status(cfg: &Arc<Config>, format: Format) -> i32 {
     EXIT_OK
 }
 
-fn human_secs(s: i64) -> String {
-    match s {
-        s if s < 0 => "ahead".into(),
-        s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s if s < 172800 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86400),
+#[allow(clippy::too_many_arguments)]
+async fn report(
+    cfg: &Arc<Config>,
+    since: &str,
+    until: Option<&str>,
+    partner: Option<&str>,
+    out: Option<&std::path::Path>,
+    bom: bool,
+    format: Format,
+) -> i32 {
+    use crate::report;
+    let zone = cfg.defaults.timezone;
+    let now = chrono::Utc::now();
+    let (since, until) = match (
+        report::parse_time(since, zone, now),
+        until.map(|u| report::parse_time(u, zone, now)).transpose(),
+    ) {
+        (Ok(s), Ok(u)) => (s, u.unwrap_or(now)),
+        (Err(e), _) => {
+            eprintln!("hlx: --since {e}");
+            return EXIT_USAGE;
+        }
+        (_, Err(e)) => {
+            eprintln!("hlx: --until {e}");
+            return EXIT_USAGE;
+        }
+    };
+    if let Some(p) = partner {
+        if cfg.partner(p).is_none() {
+            eprintln!("hlx: no partner named `{p}`");
+            return EXIT_USAGE;
+        }
     }
+    let pool = match province_state(cfg).await {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let r = match report::build(cfg, &pool, since, until, partner).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hlx: cannot build the report: {e:#}");
+            return EXIT_FAILED;
+        }
+    };
+    let text = match format {
+        Format::Text => report::text(&r, zone),
+        Format::Json => report::json(&r),
+        Format::Csv => report::csv(&r, bom),
+        Format::Html => report::html(&r, zone),
+    };
+    match out {
+        None => print!("{text}"),
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, &text) {
+                eprintln!("hlx: cannot write {}: {e}", path.display());
+                return EXIT_FAILED;
+            }
+            eprintln!("{}", report::summary_line(&r));
+        }
+    }
+    EXIT_OK
+}
+
+async fn log_command(cfg: &Arc<Config>, action: &LogAction, format: Format) -> i32 {
+    let pool = match province_state(cfg).await {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    match action {
+        LogAction::Verify => match crate::exchange_log::verify(&pool).await {
+            Err(e) => {
+                eprintln!("hlx: cannot read the exchange log: {e:#}");
+                EXIT_FAILED
+            }
+            Ok(v) => {
+                if format == Format::Json {
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                } else {
+                    let range = match (v.first_seq, v.last_seq) {
+                        (Some(a), Some(b)) => format!("entries {a}..{b}"),
+                        _ => "no entries".into(),
+                    };
+                    match &v.broken {
+                        None => println!(
+                            "exchange log intact: {} entries ({range}); head {} {}",
+                            v.entries, v.head_seq, v.head_hash
+                        ),
+                        Some(b) => println!(
+                            "exchange log BROKEN at entry {}{}: {}\n(checked {} entries, {range}; the head names entry {})",
+                            b.seq,
+                            b.logged_at.as_deref().map(|t| format!(" ({t})")).unwrap_or_default(),
+                            b.problem,
+                            v.entries,
+                            v.head_seq
+                        ),
+                    }
+                }
+                if v.broken.is_some() {
+                    EXIT_FAILED
+                } else {
+                    EXIT_OK
+                }
+            }
+        },
+        LogAction::Prune { yes } => {
+            if !yes {
+                eprintln!(
+                    "hlx: prune drops exchange log entries older than {} days; add --yes to confirm",
+                    cfg.log.retention_days
+                );
+                return EXIT_USAGE;
+            }
+            let cutoff = chrono::Utc::now() - chrono::Duration::days(cfg.log.retention_days as i64);
+            match crate::exchange_log::prune(&pool, cfg.log.chain_hash, cutoff).await {
+                Ok(n) => {
+                    println!(
+                        "pruned {n} exchange log entries logged before {}",
+                        cutoff.format("%Y-%m-%d %H:%M:%S UTC")
+                    );
+                    EXIT_OK
+                }
+                Err(e) => {
+                    eprintln!("hlx: prune failed: {e:#}");
+                    EXIT_FAILED
+                }
+            }
+        }
+    }
+}
+
+/// Connects to the province and makes sure hlx's state tables exist (the
+/// commands that read state); prints the error and gives the exit code.
+async fn province_state(cfg: &Config) -> Result<crate::db::Pool, i32> {
+    let pool = crate::db::Pool::connect(&cfg.province, true).await.map_err(|e| {
+        eprintln!("hlx: {e:#}");
+        EXIT_FAILED
+    })?;
+    State::new(pool.clone()).migrate(true).await.map_err(|e| {
+        eprintln!("hlx: {e:#}");
+        EXIT_FAILED
+    })?;
+    Ok(pool)
+}
+
+/// `hlx: no mapping named `x` (known: a, b)`.
+pub(crate) fn unknown_mapping(cfg: &Config, name: &str) -> String {
+    format!(
+        "hlx: no mapping named `{name}` (known: {})",
+        cfg.mappings
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 async fn reset(cfg: &Arc<Config>, mapping: &str, to: Option<&str>, rewrite: bool, yes: bool) -> i32 {

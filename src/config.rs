@@ -84,17 +84,21 @@ impl Schedule {
                 fields.len()
             ));
         }
-        let ok = |f: &str| {
-            f.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '*' | '/' | ',' | '-' | '?' | 'L' | '#'))
-        };
-        if let Some(bad) = fields.iter().find(|f| !ok(f)) {
-            return Err(format!(
-                "schedule `{t}`: cron field `{bad}` has characters cron does not use"
-            ));
-        }
+        let expr = fields.join(" ");
+        cron_parser()
+            .parse(&expr)
+            .map_err(|e| format!("schedule `{t}`: {e} (fields: sec min hour day month weekday)"))?;
         Ok(Schedule::Cron(fields.join(" ")))
     }
+}
+
+/// The cron dialect of the scheduler (tokio-cron-scheduler parses with the
+/// same settings), so that `hlx check` refuses what the daemon would refuse.
+pub fn cron_parser() -> croner::parser::CronParser {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
 }
 
 impl std::fmt::Display for Schedule {
@@ -196,6 +200,63 @@ impl Default for Defaults {
             timezone: FixedOffset::east_opt(8 * 3600).expect("+8"),
             on_reject: OnReject::Quarantine,
             reject_limit: RejectLimit::default(),
+        }
+    }
+}
+
+/// `[daemon]`, checked: how `hlx daemon` paces and bounds its runs.
+#[derive(Debug, Clone)]
+pub struct DaemonSettings {
+    /// Runs in progress at once, across all partners.
+    pub max_runs: usize,
+    /// How long SIGTERM waits for runs to finish their batch before rolling back.
+    pub grace: Duration,
+    /// The first retry after a failed run; doubles per failure (with jitter)…
+    pub retry_min: Duration,
+    /// …up to this cap.
+    pub retry_max: Duration,
+}
+
+impl Default for DaemonSettings {
+    fn default() -> Self {
+        DaemonSettings {
+            max_runs: 4,
+            grace: Duration(std::time::Duration::from_secs(30)),
+            retry_min: Duration(std::time::Duration::from_secs(10)),
+            retry_max: Duration(std::time::Duration::from_secs(600)),
+        }
+    }
+}
+
+/// The log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `[log]`, checked.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A tracing filter: `info`, `warn`, `hotline_exchange=debug`, …
+    pub level: String,
+    /// The exchange log's chain hash.
+    pub chain_hash: crate::exchange_log::ChainHash,
+    /// Exchange log entries are kept at least this long (never under 180).
+    pub retention_days: u32,
+}
+
+/// The legal floor for keeping the exchange log (网络安全法: six months).
+pub const MIN_RETENTION_DAYS: u32 = 180;
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: LogFormat::Text,
+            level: "info".into(),
+            chain_hash: crate::exchange_log::ChainHash::Sha256,
+            retention_days: MIN_RETENTION_DAYS,
         }
     }
 }
@@ -316,7 +377,9 @@ pub struct Config {
     pub partners: Vec<Partner>,
     pub mappings: Vec<Mapping>,
     pub mappings_dir: PathBuf,
-    pub report_dir: Option<PathBuf>,
+    pub report: ReportSettings,
+    pub daemon: DaemonSettings,
+    pub log: LogSettings,
     /// Warnings found while loading (errors make loading fail).
     pub warnings: Diagnostics,
 }
@@ -343,6 +406,10 @@ struct RawConfig {
     mappings: Option<RawMappings>,
     #[serde(default)]
     report: Option<RawReport>,
+    #[serde(default)]
+    daemon: Option<RawDaemon>,
+    #[serde(default)]
+    log: Option<RawLog>,
 }
 
 #[derive(Deserialize)]
@@ -419,6 +486,141 @@ struct RawMappings {
 struct RawReport {
     #[serde(default)]
     dir: Option<String>,
+    #[serde(default)]
+    lag_threshold: Option<Spanned<String>>,
+    #[serde(default)]
+    silent_after: Option<Spanned<String>>,
+}
+
+/// `[report]`, checked: when a mapping counts as lagging or silent.
+#[derive(Debug, Clone)]
+pub struct ReportSettings {
+    /// Where the daemon writes the daily report (html and json).
+    pub dir: Option<PathBuf>,
+    /// Lagging: the watermark is older than this, or no run succeeded for this long.
+    pub lag_threshold: Duration,
+    /// Silent: runs succeed but no new row arrived for longer than this.
+    pub silent_after: Duration,
+}
+
+impl Default for ReportSettings {
+    fn default() -> Self {
+        ReportSettings {
+            dir: None,
+            lag_threshold: Duration(std::time::Duration::from_secs(3600)),
+            silent_after: Duration(std::time::Duration::from_secs(86400)),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    #[serde(default)]
+    max_runs: Option<Spanned<i64>>,
+    #[serde(default)]
+    grace: Option<Spanned<String>>,
+    #[serde(default)]
+    retry_min: Option<Spanned<String>>,
+    #[serde(default)]
+    retry_max: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    #[serde(default)]
+    format: Option<Spanned<String>>,
+    #[serde(default)]
+    level: Option<Spanned<String>>,
+    #[serde(default)]
+    chain_hash: Option<Spanned<String>>,
+    #[serde(default)]
+    retention_days: Option<Spanned<i64>>,
+}
+
+fn daemon_settings(file: &SourceFile, raw: Option<&RawDaemon>, diags: &mut Diagnostics) -> DaemonSettings {
+    let mut d = DaemonSettings::default();
+    let Some(r) = raw else { return d };
+    if let Some(m) = &r.max_runs {
+        if (1..=256).contains(m.get_ref()) {
+            d.max_runs = *m.get_ref() as usize;
+        } else {
+            diags.push(file.at(
+                m.span(),
+                format!("[daemon] max_runs {}: expected 1 to 256", m.get_ref()),
+            ));
+        }
+    }
+    if let Some(g) = parse_spanned(file, &r.grace, Duration::parse, diags) {
+        d.grace = g;
+    }
+    if let Some(x) = parse_spanned(file, &r.retry_min, Duration::parse, diags) {
+        d.retry_min = x;
+    }
+    if let Some(x) = parse_spanned(file, &r.retry_max, Duration::parse, diags) {
+        d.retry_max = x;
+    }
+    if d.retry_min.0.is_zero() || d.retry_max < d.retry_min {
+        let at = r
+            .retry_max
+            .as_ref()
+            .or(r.retry_min.as_ref())
+            .map(|s| s.span())
+            .unwrap_or(0..0);
+        diags.push(file.at(
+            at,
+            format!(
+                "[daemon] retry_min {} and retry_max {}: expected 0 < retry_min <= retry_max",
+                d.retry_min, d.retry_max
+            ),
+        ));
+    }
+    d
+}
+
+fn log_settings(file: &SourceFile, raw: Option<&RawLog>, diags: &mut Diagnostics) -> LogSettings {
+    let mut l = LogSettings::default();
+    let Some(r) = raw else { return l };
+    if let Some(f) = &r.format {
+        match f.get_ref().as_str() {
+            "text" => l.format = LogFormat::Text,
+            "json" => l.format = LogFormat::Json,
+            other => diags.push(file.at(
+                f.span(),
+                format!("[log] format `{other}`: expected \"text\" or \"json\""),
+            )),
+        }
+    }
+    if let Some(v) = &r.level {
+        match tracing_subscriber::EnvFilter::try_new(v.get_ref()) {
+            Ok(_) => l.level = v.get_ref().clone(),
+            Err(e) => diags.push(file.at(
+                v.span(),
+                format!(
+                    "[log] level `{}`: {e} (expected e.g. \"info\", \"warn\", \"hotline_exchange=debug\")",
+                    v.get_ref()
+                ),
+            )),
+        }
+    }
+    if let Some(h) = parse_spanned(file, &r.chain_hash, crate::exchange_log::ChainHash::parse, diags) {
+        l.chain_hash = h;
+    }
+    if let Some(d) = &r.retention_days {
+        let v = *d.get_ref();
+        if (MIN_RETENTION_DAYS as i64..=36500).contains(&v) {
+            l.retention_days = v as u32;
+        } else {
+            diags.push(file.at(
+                d.span(),
+                format!(
+                    "[log] retention_days {v}: expected {MIN_RETENTION_DAYS} to 36500 (the exchange log is kept at least six months, Cybersecurity Law art. 21)"
+                ),
+            ));
+        }
+    }
+    l
 }
 
 /// Picks `-c PATH`, else `./exchange.toml`, else `/etc/hlx/exchange.toml`.
@@ -635,6 +837,19 @@ pub fn load(path: &Path) -> Result<Config, Diagnostics> {
         });
     }
 
+    let daemon = daemon_settings(&file, raw.daemon.as_ref(), &mut diags);
+    let mut report = ReportSettings::default();
+    if let Some(r) = &raw.report {
+        report.dir = r.dir.as_ref().map(|d| base.join(d));
+        if let Some(d) = parse_spanned(&file, &r.lag_threshold, Duration::parse, &mut diags) {
+            report.lag_threshold = d;
+        }
+        if let Some(d) = parse_spanned(&file, &r.silent_after, Duration::parse, &mut diags) {
+            report.silent_after = d;
+        }
+    }
+    let log = log_settings(&file, raw.log.as_ref(), &mut diags);
+
     let mappings_dir = base.join(
         raw.mappings
             .as_ref()
@@ -685,7 +900,9 @@ pub fn load(path: &Path) -> Result<Config, Diagnostics> {
         partners,
         mappings,
         mappings_dir,
-        report_dir: raw.report.and_then(|r| r.dir).map(|d| base.join(d)),
+        report,
+        daemon,
+        log,
         warnings: diags,
     })
 }
@@ -717,6 +934,10 @@ mod tests {
         );
         let e = Schedule::parse("*/5 * * * *").unwrap_err();
         assert!(e.contains("found 5 fields"), "{e}");
+        // Six fields, but minute 61 does not exist: refused before the daemon sees it.
+        let e = Schedule::parse("0 61 * * * *").unwrap_err();
+        assert!(e.contains("0 61 * * * *"), "{e}");
+        assert!(Schedule::parse("0 0 2 * * Mon-Fri").is_ok());
         assert_eq!(Duration::parse("90s").unwrap().to_string(), "90s");
         assert_eq!(Duration::parse("120m").unwrap().to_string(), "2h");
     }

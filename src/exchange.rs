@@ -89,18 +89,23 @@ impl Exchange {
     /// `state_only`, the default provincial schema).
     pub async fn open(config: Arc<Config>, migrate: bool) -> anyhow::Result<Exchange> {
         let province = Pool::connect(&config.province, true).await.context("province")?;
-        let state = State::new(province.clone());
         if migrate {
-            state.migrate(false).await?;
+            State::new(province.clone()).migrate(false).await?;
         }
+        Ok(Exchange::with_province(config, province))
+    }
+
+    /// An exchange over an open (and migrated) provincial pool: the daemon
+    /// keeps one pool across config reloads.
+    pub fn with_province(config: Arc<Config>, province: Pool) -> Exchange {
         let nonce: u32 = rand_u32();
-        Ok(Exchange {
+        Exchange {
             config,
+            state: State::new(province.clone()),
             province,
-            state,
             partners: Mutex::new(HashMap::new()),
             owner: format!("{}:{}:{nonce:08x}", crate::state::hostname(), std::process::id()),
-        })
+        }
     }
 
     /// The partner's pool, connecting on first use.
@@ -142,24 +147,66 @@ impl Exchange {
             .await
     }
 
-    /// Runs one mapping to completion.
+    /// Runs one mapping to completion. Every log line of the run carries
+    /// the partner, the mapping and the run id.
     pub async fn run(&self, m: &Mapping, shutdown: &Shutdown) -> Outcome {
+        use tracing::Instrument as _;
+        let span = tracing::info_span!("run", partner = %m.partner, mapping = %m.name, run_id = tracing::field::Empty);
+        self.execute(m, Work::Exchange(shutdown)).instrument(span).await.outcome
+    }
+
+    /// `hlx rejects retry`: maps the mapping's open quarantine entries (those
+    /// among `ids`, or all of them) again from their stored raw rows, with
+    /// the mapping and code sets in force now, and writes them exactly as a
+    /// run writes a batch: under the mapping's lease, one provincial
+    /// transaction per batch covering target rows, checksums, quarantine
+    /// and the exchange log. Rows that pass land and their entries are
+    /// resolved; rows that fail again stay open with this attempt's reason.
+    /// The watermark position does not move: the rows were read before.
+    ///
+    /// The partner is asked for its table's column types only (so stored
+    /// values are typed as a run would read them); no source row is read.
+    pub async fn retry_quarantined(&self, m: &Mapping, ids: &[i64]) -> RetryOutcome {
+        use tracing::Instrument as _;
+        let span =
+            tracing::info_span!("retry", partner = %m.partner, mapping = %m.name, run_id = tracing::field::Empty);
+        let done = self.execute(m, Work::Retry(ids)).instrument(span).await;
+        let o = done.outcome;
+        RetryOutcome {
+            retried: o.counts.read,
+            landed: done.resolved,
+            rejected: o.counts.rejected,
+            skipped: done.skipped,
+            mapping: o.mapping,
+            partner: o.partner,
+            status: o.status,
+            counts: o.counts,
+            error: o.error,
+            seconds: o.seconds,
+            run_id: o.run_id,
+        }
+    }
+
+    /// One run of either kind, from taking the lease to recording its end.
+    async fn execute(&self, m: &Mapping, work: Work<'_>) -> Done {
         let started = Instant::now();
-        let mut out = Outcome {
-            mapping: m.name.clone(),
-            partner: m.partner.clone(),
-            status: Status::Ok,
-            counts: Counts::default(),
-            error: None,
-            watermark: None,
-            seconds: 0.0,
-            run_id: None,
+        let mut done = Done {
+            outcome: Outcome {
+                mapping: m.name.clone(),
+                partner: m.partner.clone(),
+                status: Status::Ok,
+                counts: Counts::default(),
+                error: None,
+                watermark: None,
+                seconds: 0.0,
+                run_id: None,
+            },
+            resolved: 0,
+            skipped: Vec::new(),
         };
-        let span = tracing::info_span!("run", mapping = %m.name, partner = %m.partner);
-        let _g = span.enter();
         let id = match self.state.mapping_id(&m.name, &m.partner).await {
             Ok(id) => id,
-            Err(e) => return fail(out, started, format!("province: {e:#}")),
+            Err(e) => return done.fail(started, format!("province: {e:#}")),
         };
         match self
             .state
@@ -168,21 +215,40 @@ impl Exchange {
         {
             Ok(Ok(())) => {}
             Ok(Err(holder)) => {
-                out.status = Status::Skipped;
-                out.error = Some(format!("another hlx holds this mapping: {holder}"));
-                out.seconds = started.elapsed().as_secs_f64();
-                return out;
+                done.outcome.status = Status::Skipped;
+                done.outcome.error = Some(format!("another hlx holds this mapping: {holder}"));
+                done.outcome.seconds = started.elapsed().as_secs_f64();
+                return done;
             }
-            Err(e) => return fail(out, started, format!("province: {e:#}")),
+            Err(e) => return done.fail(started, format!("province: {e:#}")),
         }
-        let run_id = match self.state.start_run(&m.name, &m.partner, m.direction.as_str()).await {
+        let direction = match work {
+            Work::Exchange(_) => m.direction.as_str(),
+            Work::Retry(ids) => {
+                // Nothing to retry is not worth a run in the records.
+                match self.state.open_quarantine_page(&m.name, ids, 0, 1).await {
+                    Ok(open) if open.is_empty() => {
+                        let _ = self.state.release_lease(id, &self.owner).await;
+                        done.outcome.seconds = started.elapsed().as_secs_f64();
+                        return done;
+                    }
+                    Ok(_) => crate::state::RETRY_RUN,
+                    Err(e) => {
+                        let _ = self.state.release_lease(id, &self.owner).await;
+                        return done.fail(started, format!("province: {e:#}"));
+                    }
+                }
+            }
+        };
+        let run_id = match self.state.start_run(&m.name, &m.partner, direction).await {
             Ok(r) => r,
             Err(e) => {
                 let _ = self.state.release_lease(id, &self.owner).await;
-                return fail(out, started, format!("province: {e:#}"));
+                return done.fail(started, format!("province: {e:#}"));
             }
         };
-        out.run_id = Some(run_id);
+        done.outcome.run_id = Some(run_id);
+        tracing::Span::current().record("run_id", run_id);
         let mut run = Run {
             ex: self,
             m,
@@ -192,10 +258,18 @@ impl Exchange {
             position: None,
             wm_from: None,
             optimistic: false,
+            retry: matches!(work, Work::Retry(_)),
+            resolved: 0,
         };
-        let result = run.go(shutdown).await;
+        let result = match work {
+            Work::Exchange(shutdown) => run.go(shutdown).await,
+            Work::Retry(ids) => run.retry(ids, &mut done.skipped).await.map(|()| false),
+        };
+        let what = if run.retry { "retry" } else { "run" };
+        let out = &mut done.outcome;
         out.counts = run.counts;
         out.watermark = run.position.as_ref().map(|p| p.wm.to_string());
+        done.resolved = run.resolved;
         let (status, error) = match result {
             Ok(false) => (Status::Ok, None),
             Ok(true) => (Status::Stopped, None),
@@ -212,7 +286,22 @@ impl Exchange {
             .finish_run(run_id, status.as_str(), run.wm_from.clone(), error.clone())
             .await
         {
-            tracing::error!("cannot record the end of run {run_id}: {e:#}");
+            tracing::error!("cannot record the end of {what} {run_id}: {e:#}");
+        }
+        if matches!(status, Status::Failed | Status::Halted) {
+            let mut e = log_entry(
+                m,
+                Some(run_id),
+                crate::exchange_log::Kind::Run,
+                status.as_str(),
+                &run.counts,
+            );
+            e.wm_from = run.wm_from.clone();
+            e.wm_to = run.position.as_ref().map(|p| p.wm.to_string());
+            e.error = error.clone();
+            if let Err(e) = crate::exchange_log::append(&self.province, self.config.log.chain_hash, e).await {
+                tracing::error!("cannot log the failed {what} in the exchange log: {e:#}");
+            }
         }
         let _ = self.state.release_lease(id, &self.owner).await;
         match status {
@@ -221,16 +310,68 @@ impl Exchange {
                 inserted = out.counts.inserted,
                 updated = out.counts.updated,
                 rejected = out.counts.rejected,
-                "run {}",
+                "{what} {}",
                 status.as_str()
             ),
-            _ => tracing::error!("run {}: {}", status.as_str(), error.as_deref().unwrap_or("")),
+            _ => tracing::error!("{what} {}: {}", status.as_str(), error.as_deref().unwrap_or("")),
         }
         out.status = status;
         out.error = error;
         out.seconds = started.elapsed().as_secs_f64();
-        out
+        done
     }
+}
+
+/// What a run does: exchange rows from the source, or retry the quarantine.
+#[derive(Clone, Copy)]
+enum Work<'a> {
+    Exchange(&'a Shutdown),
+    /// These entry ids (all open entries when empty).
+    Retry(&'a [i64]),
+}
+
+/// A finished run, with what only a retry reports.
+struct Done {
+    outcome: Outcome,
+    resolved: u64,
+    skipped: Vec<RetrySkip>,
+}
+
+impl Done {
+    fn fail(mut self, started: Instant, msg: String) -> Done {
+        self.outcome = fail(self.outcome, started, msg);
+        self
+    }
+}
+
+/// What `hlx rejects retry` did for one mapping.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RetryOutcome {
+    pub mapping: String,
+    pub partner: String,
+    /// `ok` also when rows are still rejected; `failed` when the retry could
+    /// not be carried out (database error); `skipped` when a run held the lease.
+    pub status: Status,
+    /// Entries re-mapped.
+    pub retried: u64,
+    /// Entries whose row now maps and is in the target (written now, or
+    /// already identical there); they are resolved.
+    pub landed: u64,
+    /// Entries whose row fails again; they stay open with the new reason.
+    pub rejected: u64,
+    /// Entries left alone: their stored row cannot stand for the row any more.
+    pub skipped: Vec<RetrySkip>,
+    pub counts: Counts,
+    pub error: Option<String>,
+    pub seconds: f64,
+    pub run_id: Option<i64>,
+}
+
+/// A quarantine entry a retry left alone, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RetrySkip {
+    pub id: i64,
+    pub reason: String,
 }
 
 fn fail(mut out: Outcome, started: Instant, msg: String) -> Outcome {
@@ -242,11 +383,7 @@ fn fail(mut out: Outcome, started: Instant, msg: String) -> Outcome {
 }
 
 fn rand_u32() -> u32 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    t ^ std::process::id().rotate_left(16)
+    fastrand::u32(..)
 }
 
 enum RunError {
@@ -271,12 +408,34 @@ struct Run<'a> {
     wm_from: Option<String>,
     /// Skip checksum lookups (first load; see [`Run::write`]).
     optimistic: bool,
+    /// `hlx rejects retry`: the rows come from the quarantine, not the source.
+    retry: bool,
+    /// Quarantine entries resolved by the committed batches.
+    resolved: u64,
 }
 
 /// A batch read from the source.
 type Rows = Vec<Vec<Value>>;
 
 impl Run<'_> {
+    /// An exchange-log entry for this run, with the given counts.
+    fn log_entry(&self, kind: crate::exchange_log::Kind, outcome: &str, c: &Counts) -> crate::exchange_log::Entry {
+        log_entry(self.m, Some(self.run_id), kind, outcome, c)
+    }
+
+    /// How long one partner read may take before the run gives up on it. The
+    /// partner's server enforces `statement_timeout` itself; this guard is
+    /// for a partner that stopped answering at all (a hung host, a network
+    /// that drops packets), so that it cannot hold a run forever.
+    fn partner_deadline(&self) -> std::time::Duration {
+        match self.ex.config.partner(&self.m.partner) {
+            Some(p) => {
+                p.endpoint.statement_timeout.0 + p.endpoint.connect_timeout.0 + std::time::Duration::from_secs(30)
+            }
+            None => std::time::Duration::from_secs(3600),
+        }
+    }
+
     /// Returns `Ok(true)` when it stopped early for shutdown.
     async fn go(&mut self, shutdown: &Shutdown) -> Result<bool, RunError> {
         let m = self.m;
@@ -334,6 +493,57 @@ impl Run<'_> {
         Ok(false)
     }
 
+    /// The retry of [`Exchange::retry_quarantined`]: the open entries a
+    /// batch at a time (by id), their stored rows typed by the partner's
+    /// catalog, mapped and written by [`Run::write`] like a batch read from
+    /// the source, with no position to move.
+    async fn retry(&mut self, ids: &[i64], skipped: &mut Vec<RetrySkip>) -> Result<(), RunError> {
+        let m = self.m;
+        let pool = self.ex.partner_pool(&m.partner).await?;
+        let reader = Reader::new(pool, m).await.with_context(|| {
+            format!(
+                "partner {} (its column types are needed to re-map stored rows)",
+                m.partner
+            )
+        })?;
+        let writer = Writer::new(&self.ex.province, m, self.ex.config.defaults.timezone)
+            .await
+            .context("province")?;
+        let ctx = BatchCtx {
+            writer: &writer,
+            has_quarantine: true,
+            mapping: Arc::new(m.clone()),
+        };
+        let mut after = 0;
+        loop {
+            let entries = self
+                .ex
+                .state
+                .open_quarantine_page(&m.name, ids, after, m.batch_size)
+                .await
+                .context("province: reading the quarantine")?;
+            let Some(last) = entries.last() else { return Ok(()) };
+            after = last.id;
+            let mut rows = Vec::with_capacity(entries.len());
+            for e in &entries {
+                match stored_row(m, &reader, e) {
+                    Ok(row) => rows.push(row),
+                    Err(reason) => {
+                        tracing::warn!(entry = e.id, "quarantine entry left alone: {reason}");
+                        skipped.push(RetrySkip { id: e.id, reason });
+                    }
+                }
+            }
+            if !rows.is_empty() {
+                let p = prepare(m, rows, None, false);
+                self.write(&ctx, &p).await?;
+            }
+            if entries.len() < m.batch_size {
+                return Ok(());
+            }
+        }
+    }
+
     /// Reads and writes batches until the source is exhausted. `keyed`: order
     /// by key only (NULL phase or no watermark).
     ///
@@ -351,15 +561,22 @@ impl Run<'_> {
         shutdown: &Shutdown,
     ) -> Result<Option<bool>, RunError> {
         let (send, mut recv) = tokio::sync::mpsc::channel::<anyhow::Result<Prepared>>(1);
-        let producer = tokio::spawn(produce(
-            reader.clone(),
-            ctx.mapping.clone(),
-            start,
-            keyed,
-            null_phase,
-            shutdown.clone(),
-            send,
-        ));
+        use tracing::Instrument as _;
+        let producer = tokio::spawn(
+            produce(
+                Producer {
+                    reader: reader.clone(),
+                    m: ctx.mapping.clone(),
+                    keyed,
+                    null_phase,
+                    shutdown: shutdown.clone(),
+                    deadline: self.partner_deadline(),
+                },
+                start,
+                send,
+            )
+            .in_current_span(),
+        );
         let result = async {
             while let Some(p) = recv.recv().await {
                 let p = p.with_context(|| format!("partner {}", self.m.partner))?;
@@ -390,8 +607,7 @@ impl Run<'_> {
         let m = self.m;
         let mut after: Option<Position> = None;
         loop {
-            let probed = reader
-                .probe_window(lo, upto, after.as_ref())
+            let probed = within(self.partner_deadline(), reader.probe_window(lo, upto, after.as_ref()))
                 .await
                 .with_context(|| format!("partner {}", m.partner))?;
             let Some((k, w)) = probed.last() else { return Ok(None) };
@@ -424,8 +640,7 @@ impl Run<'_> {
             // Fetched and written a batch at a time.
             while !unseen.is_empty() {
                 let rest = unseen.split_off(unseen.len().min(m.batch_size));
-                let rows = reader
-                    .rows_by_key(&unseen)
+                let rows = within(self.partner_deadline(), reader.rows_by_key(&unseen))
                     .await
                     .with_context(|| format!("partner {}", m.partner))?;
                 if !rows.is_empty() {
@@ -493,11 +708,17 @@ impl Run<'_> {
         // Unchanged rows whose watermark moved: their recorded watermark is
         // refreshed, so the next poll's probe does not fetch them again.
         let mut touched: Vec<StateRow<'_>> = Vec::new();
+        // Rows that map and whose target row is already what they map to: an
+        // open quarantine entry of theirs is stale (a rejected version was
+        // followed by one equal to what had landed before), and is resolved
+        // with the rows that land; a retry must never land that stale version.
+        let mut current: Vec<&str> = Vec::new();
         for (i, r) in mapped {
             let k = keys[*i].as_str();
             match (r, known.get(k)) {
                 (Ok(Mapped::Row { checksum, .. }), Some(st)) if !st.deleted && st.checksum.as_slice() == checksum => {
                     c.unchanged += 1;
+                    current.push(k);
                     if st.wm != wm_of(*i) {
                         touched.push(StateRow {
                             key: k,
@@ -510,6 +731,7 @@ impl Run<'_> {
                 (Ok(Mapped::Row { values, checksum }), st) => upserts.push((*i, values, *checksum, st.is_none())),
                 (Ok(Mapped::Deleted { .. }), Some(st)) if st.deleted => {
                     c.unchanged += 1;
+                    current.push(k);
                     if st.wm != wm_of(*i) {
                         touched.push(StateRow {
                             key: k,
@@ -547,7 +769,7 @@ impl Run<'_> {
             ));
         }
         let mut saved: Vec<StateRow<'_>> = touched;
-        let mut landed: Vec<&str> = Vec::new();
+        let mut landed: Vec<&str> = current;
         for (j, (i, _, sum, new)) in upserts.iter().enumerate() {
             if refused_idx.contains(&j) {
                 continue;
@@ -596,11 +818,14 @@ impl Run<'_> {
             for (i, rej) in &rejects {
                 let raw = m.raw_json(&rows[*i]).to_string();
                 let digest = Sha256::digest(format!("{raw}\u{1f}{rej}").as_bytes()).to_vec();
-                if open.get(keys[*i].as_str()) == Some(&digest) {
+                // A retry records every attempt (attempts, last seen, its run).
+                if !self.retry && open.get(keys[*i].as_str()) == Some(&digest) {
                     c.unchanged += 1;
                     continue;
                 }
-                if m.on_reject == OnReject::Halt {
+                // The rows a retry re-maps are in the quarantine already:
+                // failing again is their expected state, not a reason to stop.
+                if !self.retry && m.on_reject == OnReject::Halt {
                     return Err(RunError::Halt(format!("on_reject = \"halt\": row {}: {rej}", keys[*i])));
                 }
                 new_rejects += 1;
@@ -622,12 +847,12 @@ impl Run<'_> {
             c.rejected += new_rejects;
             let total_rej = self.counts.rejected + c.rejected;
             let total_read = self.counts.read + c.read;
-            if let Some(limit) = m.reject_limit.count {
+            if let Some(limit) = m.reject_limit.count.filter(|_| !self.retry) {
                 if total_rej > limit {
                     return Err(RunError::Halt(format!("reject limit: {total_rej} rows rejected in this run, the limit is {limit}; the batch was rolled back. First reason: {}", rejects[0].1)));
                 }
             }
-            if let Some(ratio) = m.reject_limit.ratio {
+            if let Some(ratio) = m.reject_limit.ratio.filter(|_| !self.retry) {
                 if total_read >= RATIO_MIN_ROWS && (total_rej as f64) > ratio * total_read as f64 {
                     return Err(RunError::Halt(format!(
                         "reject limit: {total_rej} of {total_read} rows rejected ({:.0}%), the limit is {:.0}%; the batch was rolled back. First reason: {}",
@@ -649,8 +874,9 @@ impl Run<'_> {
             )
             .await
             .context("province: checksums")?;
+        let mut resolved = 0;
         if ctx.has_quarantine && !landed.is_empty() {
-            state
+            resolved = state
                 .resolve_quarantine_tx(&mut tx, &m.name, &landed)
                 .await
                 .context("province: quarantine")?;
@@ -675,6 +901,16 @@ impl Run<'_> {
             .add_counts_tx(&mut tx, self.run_id, &c, moved.as_ref().map(|p| p.wm.to_string()))
             .await
             .context("province")?;
+        if c.inserted + c.updated + c.deleted + c.rejected > 0 {
+            // Last before the commit: the log's head lock is held only briefly.
+            let mut e = self.log_entry(crate::exchange_log::Kind::Batch, "ok", &c);
+            e.wm_from = self.position.as_ref().map(|p| p.wm.to_string());
+            e.wm_to = moved.as_ref().map(|p| p.wm.to_string());
+            e.content_digest = Some(content_digest(keys, mapped));
+            crate::exchange_log::append_tx(&mut tx, self.ex.config.log.chain_hash, e)
+                .await
+                .context("province: exchange log")?;
+        }
         if !state
             .renew_lease_tx(
                 &mut tx,
@@ -701,7 +937,103 @@ impl Run<'_> {
             self.position = Some(p);
         }
         self.counts.add(&c);
+        self.resolved += resolved;
         Ok(())
+    }
+}
+
+/// An exchange-log entry for a mapping: who, which run, the counts, and the
+/// digest of the mapping and code sets in force.
+fn log_entry(
+    m: &Mapping,
+    run_id: Option<i64>,
+    kind: crate::exchange_log::Kind,
+    outcome: &str,
+    c: &Counts,
+) -> crate::exchange_log::Entry {
+    let mut e = crate::exchange_log::Entry::new(kind, outcome);
+    e.partner = Some(m.partner.clone());
+    e.mapping = Some(m.name.clone());
+    e.direction = Some(m.direction.as_str().into());
+    e.run_id = run_id;
+    e.rows_read = c.read as i64;
+    e.inserted = c.inserted as i64;
+    e.updated = c.updated as i64;
+    e.unchanged = c.unchanged as i64;
+    e.deleted = c.deleted as i64;
+    e.rejected = c.rejected as i64;
+    e.mapping_digest = Some(m.digest.clone());
+    e
+}
+
+/// SHA-256 over a batch's mapped content: per row in read order, its key and
+/// the checksum of its mapped values (rejected rows by key and a marker).
+/// Keys are hashed, never logged.
+fn content_digest(keys: &[String], mapped: &[(usize, Result<Mapped, crate::mapping::rules::Rejection>)]) -> String {
+    let mut h = Sha256::new();
+    for (i, r) in mapped {
+        h.update(keys[*i].as_bytes());
+        h.update([0x1f]);
+        match r {
+            Ok(Mapped::Row { checksum, .. }) => h.update(checksum),
+            Ok(Mapped::Deleted { .. }) => h.update(deleted_checksum()),
+            Err(_) => h.update(b"rejected"),
+        }
+        h.update([b'\n']);
+    }
+    hex::encode(h.finalize())
+}
+
+/// A quarantined row back as a source row (`m.source.columns` order),
+/// typed by the reader's view of the partner's columns. `Err` says why the
+/// stored row cannot stand for the source row under the current mapping: a
+/// column the mapping reads now was not stored (a NULL there could land a
+/// row that is not the partner's), or the source key changed.
+fn stored_row(m: &Mapping, reader: &Reader, e: &crate::state::Quarantined) -> Result<Vec<Value>, String> {
+    let raw: serde_json::Value =
+        serde_json::from_str(&e.raw).map_err(|err| format!("the stored raw row is not JSON ({err})"))?;
+    let obj = raw.as_object().ok_or("the stored raw row is not a JSON object")?;
+    let mut row = Vec::with_capacity(m.source.columns.len());
+    for (i, c) in m.source.columns.iter().enumerate() {
+        let j = obj.get(c.as_str()).or_else(|| {
+            let mut hits = obj.iter().filter(|(k, _)| k.eq_ignore_ascii_case(c.as_str()));
+            match (hits.next(), hits.next()) {
+                (Some((_, v)), None) => Some(v),
+                _ => None,
+            }
+        });
+        match j {
+            Some(j) => row.push(reader.value_from_raw(i, j)),
+            None => {
+                return Err(format!(
+                    "the stored row has no column `{c}`, which the mapping reads now; re-read the table instead \
+                     (hlx reset -m {} --yes, then hlx run)",
+                    m.name
+                ))
+            }
+        }
+    }
+    if m.row_key(&row) != e.row_key {
+        return Err(format!(
+            "the mapping's source key is not the one the row was quarantined under; re-read the table instead \
+             (hlx reset -m {} --yes, then hlx run)",
+            m.name
+        ));
+    }
+    Ok(row)
+}
+
+/// A partner read bounded by `limit`.
+async fn within<T>(
+    limit: std::time::Duration,
+    f: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(r) => r,
+        Err(_) => anyhow::bail!(
+            "no answer within {}s (statement_timeout + connect_timeout + 30s); the partner may be hung",
+            limit.as_secs()
+        ),
     }
 }
 
@@ -780,23 +1112,35 @@ fn prepare(m: &Mapping, rows: Rows, new_pos: Option<Position>, null_phase: bool)
     }
 }
 
-/// The producer of [`Run::phase`]: reads keyset batches and maps them until
-/// the source is exhausted, the writer hangs up, or shutdown is requested.
-async fn produce(
+/// What the producer of one phase reads with.
+struct Producer {
     reader: Reader,
     m: Arc<Mapping>,
-    mut start: Start,
+    /// Order by key only (the NULL-watermark phase, or no watermark).
     keyed: bool,
     null_phase: bool,
     shutdown: Shutdown,
-    send: tokio::sync::mpsc::Sender<anyhow::Result<Prepared>>,
-) {
+    /// The bound on one partner read ([`Run::partner_deadline`]).
+    deadline: std::time::Duration,
+}
+
+/// The producer of [`Run::phase`]: reads keyset batches and maps them until
+/// the source is exhausted, the writer hangs up, or shutdown is requested.
+async fn produce(p: Producer, mut start: Start, send: tokio::sync::mpsc::Sender<anyhow::Result<Prepared>>) {
+    let Producer {
+        reader,
+        m,
+        keyed,
+        null_phase,
+        shutdown,
+        deadline,
+    } = p;
     loop {
         // Take the channel's one slot before reading, so that a batch is read
         // only once the writer has taken the previous one: at most two
         // batches are alive (one being written, one being read and mapped).
         let Ok(slot) = send.reserve().await else { return };
-        let rows = match reader.batch(&start, keyed).await {
+        let rows = match within(deadline, reader.batch(&start, keyed)).await {
             Ok(r) => r,
             Err(e) => {
                 slot.send(Err(e));

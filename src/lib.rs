@@ -14,6 +14,14 @@
 //!   watermark positions, row checksums, runs, quarantine.
 //! * [`exchange`] — the engine: a run of a mapping, batch by batch, each batch
 //!   one provincial transaction covering target rows and state together.
+//! * [`rejects`] — `hlx rejects`: list, show (masked) and retry the
+//!   quarantine; a retry runs through the engine like a run.
+//! * [`exchange_log`] — the hash-chained exchange log: appended in each
+//!   batch's transaction, verified by `hlx log verify`, pruned with checkpoints.
+//! * [`report`] — sync reports (text, JSON, CSV, self-contained HTML).
+//! * [`daemon`] — `hlx daemon`: every mapping on its schedule, isolated,
+//!   with back-off, signals, reload and systemd's notify protocol
+//!   ([`systemd`]).
 //! * [`demo`] — `hlx demo`: SQLite partners with sample 12345 data.
 //!
 //! Values cross every boundary as [`value::Value`], which keeps full
@@ -21,13 +29,18 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod db;
 pub mod demo;
 pub mod diag;
 pub mod exchange;
+pub mod exchange_log;
 pub mod ident;
 pub mod mapping;
+pub mod rejects;
+pub mod report;
 pub mod secret;
 pub mod shutdown;
 pub mod state;
+pub mod systemd;
 pub mod value;

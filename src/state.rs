@@ -142,6 +142,11 @@ impl Counts {
     }
 }
 
+/// The `direction` recorded in `hlx_run` for `hlx rejects retry`: a retry
+/// is a run (its batches, counts and exchange-log entries point at it), but
+/// not a run of the schedule.
+pub const RETRY_RUN: &str = "retry";
+
 /// A row for the quarantine.
 #[derive(Debug, Clone)]
 pub struct QuarantineEntry {
@@ -153,6 +158,80 @@ pub struct QuarantineEntry {
     pub rule: String,
     pub value: Option<String>,
     pub reason: String,
+}
+
+/// The columns of `hlx_quarantine` that [`Quarantined::from_row`] reads, in its order.
+const QUARANTINE_COLS: &str = "id, mapping, partner, row_key, field, column_name, rule, value, reason, status, \
+     first_seen, last_seen, attempts, run_id, raw";
+
+/// A quarantine entry as stored. `raw` holds the source values in the
+/// clear: never print it without [`crate::mapping::Mapping::show_raw`]
+/// (`Debug` leaves it out).
+#[derive(Clone)]
+pub struct Quarantined {
+    pub id: i64,
+    pub mapping: String,
+    pub partner: String,
+    pub row_key: String,
+    pub field: Option<String>,
+    pub column: Option<String>,
+    pub rule: String,
+    /// The offending value, masked when personal (masked when it was stored).
+    pub value: Option<String>,
+    pub reason: String,
+    /// `open` or `resolved`.
+    pub status: String,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub attempts: i64,
+    pub run_id: Option<i64>,
+    pub raw: String,
+}
+
+impl std::fmt::Debug for Quarantined {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Quarantined")
+            .field("id", &self.id)
+            .field("mapping", &self.mapping)
+            .field("row_key", &self.row_key)
+            .field("rule", &self.rule)
+            .field("status", &self.status)
+            .field("raw", &format_args!("<{} bytes>", self.raw.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Quarantined {
+    fn from_row(r: &crate::db::sql::DbRow) -> anyhow::Result<Quarantined> {
+        let text = |i: usize| -> anyhow::Result<String> { Ok(r.text(i)?.unwrap_or_default()) };
+        Ok(Quarantined {
+            id: r.i64(0)?.context("quarantine entry without an id")?,
+            mapping: text(1)?,
+            partner: text(2)?,
+            row_key: text(3)?,
+            field: r.text(4)?,
+            column: r.text(5)?,
+            rule: text(6)?,
+            value: r.text(7)?,
+            reason: text(8)?,
+            status: text(9)?,
+            first_seen: r.utc(10)?.context("quarantine entry without first_seen")?,
+            last_seen: r.utc(11)?.context("quarantine entry without last_seen")?,
+            attempts: r.i64(12)?.unwrap_or(0),
+            run_id: r.i64(13)?,
+            raw: text(14)?,
+        })
+    }
+}
+
+/// Which quarantine entries `hlx rejects list` shows.
+#[derive(Debug, Clone, Default)]
+pub struct QuarantineFilter<'a> {
+    pub mapping: Option<&'a str>,
+    /// Last seen at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+    /// Resolved entries too.
+    pub all: bool,
 }
 
 /// The state store.
@@ -212,7 +291,8 @@ impl State {
         Ok(())
     }
 
-    fn t(&self, table: &str) -> String {
+    /// An hlx table's name as this engine spells it (`hlx.` schema on PostgreSQL).
+    pub(crate) fn t(&self, table: &str) -> String {
         format!("{}{}", self.p, table)
     }
 
@@ -669,6 +749,108 @@ impl State {
         Ok(())
     }
 
+    /// Quarantine entries, newest first (by last seen): open ones, or every
+    /// one with `all`; at most `limit`, with how many match in total.
+    pub async fn list_quarantine(
+        &self,
+        f: &QuarantineFilter<'_>,
+        limit: usize,
+    ) -> anyhow::Result<(Vec<Quarantined>, i64)> {
+        let mut conds: Vec<&str> = Vec::new();
+        let mut args: Vec<Arg> = Vec::new();
+        if let Some(m) = f.mapping {
+            conds.push("mapping = ?");
+            args.push(m.into());
+        }
+        if !f.all {
+            conds.push("status = 'open'");
+        }
+        if let Some(t) = f.since {
+            conds.push("last_seen >= ?");
+            args.push(t.into());
+        }
+        let where_ = if conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conds.join(" AND "))
+        };
+        let t = self.t("hlx_quarantine");
+        let total = fetch_pool(&self.pool, &format!("SELECT COUNT(*) FROM {t}{where_}"), &args)
+            .await?
+            .first()
+            .map(|r| r.i64(0))
+            .transpose()?
+            .flatten()
+            .unwrap_or(0);
+        let q = format!("SELECT {QUARANTINE_COLS} FROM {t}{where_} ORDER BY last_seen DESC, id DESC LIMIT {limit}");
+        let rows = fetch_pool(&self.pool, &q, &args).await?;
+        let list = rows
+            .iter()
+            .map(Quarantined::from_row)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok((list, total))
+    }
+
+    /// One quarantine entry by id.
+    pub async fn quarantine_entry(&self, id: i64) -> anyhow::Result<Option<Quarantined>> {
+        let q = format!(
+            "SELECT {QUARANTINE_COLS} FROM {} WHERE id = ?",
+            self.t("hlx_quarantine")
+        );
+        fetch_pool(&self.pool, &q, &[id.into()])
+            .await?
+            .first()
+            .map(Quarantined::from_row)
+            .transpose()
+    }
+
+    /// Open entries of a mapping with an id above `after`, by id, at most
+    /// `limit`; only those among `ids` unless it is empty. Paging by id lets
+    /// a retry walk the quarantine while it updates the entries it re-rejects.
+    pub async fn open_quarantine_page(
+        &self,
+        mapping: &str,
+        ids: &[i64],
+        after: i64,
+        limit: usize,
+    ) -> anyhow::Result<Vec<Quarantined>> {
+        let mut args: Vec<Arg> = vec![mapping.into(), after.into()];
+        let only = if ids.is_empty() {
+            String::new()
+        } else {
+            args.extend(ids.iter().map(|&i| Arg::from(i)));
+            format!(" AND id IN ({})", vec!["?"; ids.len()].join(", "))
+        };
+        let q = format!(
+            "SELECT {QUARANTINE_COLS} FROM {} WHERE mapping = ? AND status = 'open' AND id > ?{only} ORDER BY id LIMIT {limit}",
+            self.t("hlx_quarantine")
+        );
+        fetch_pool(&self.pool, &q, &args)
+            .await?
+            .iter()
+            .map(Quarantined::from_row)
+            .collect()
+    }
+
+    /// Mappings that have open quarantine entries, with their counts.
+    pub async fn open_quarantine_mappings(&self) -> anyhow::Result<Vec<(String, i64)>> {
+        let q = format!(
+            "SELECT mapping, COUNT(*) FROM {} WHERE status = 'open' GROUP BY mapping ORDER BY mapping",
+            self.t("hlx_quarantine")
+        );
+        fetch_pool(&self.pool, &q, &[])
+            .await?
+            .iter()
+            .map(|r| Ok((r.text(0)?.unwrap_or_default(), r.i64(1)?.unwrap_or(0))))
+            .collect()
+    }
+
+    /// Whether the quarantine holds any entry of this mapping, open or resolved.
+    pub async fn has_quarantine(&self, mapping: &str) -> anyhow::Result<bool> {
+        let q = format!("SELECT 1 FROM {} WHERE mapping = ? LIMIT 1", self.t("hlx_quarantine"));
+        Ok(!fetch_pool(&self.pool, &q, &[mapping.into()]).await?.is_empty())
+    }
+
     /// Marks open quarantine entries of these keys resolved (the row landed).
     pub async fn resolve_quarantine_tx(&self, tx: &mut Tx, mapping: &str, keys: &[&str]) -> anyhow::Result<u64> {
         let mut n = 0;
@@ -797,10 +979,12 @@ pub async fn mapping_status(
         .and_then(|p| watermark_instant(&p.wm, m.zone))
         .map(|t| (Utc::now() - t).num_seconds());
     let q = format!(
-        "SELECT status, started_at, finished_at, error FROM {} WHERE mapping = ? ORDER BY id DESC LIMIT 1",
+        "SELECT status, started_at, finished_at, error FROM {} WHERE mapping = ? AND direction <> ? ORDER BY id DESC LIMIT 1",
         state.t("hlx_run")
     );
-    let last = fetch_pool(&state.pool, &q, &[m.name.as_str().into()]).await?;
+    // The last run of the exchange itself: a retry of the quarantine says
+    // nothing about whether the schedule's runs succeed.
+    let last = fetch_pool(&state.pool, &q, &[m.name.as_str().into(), RETRY_RUN.into()]).await?;
     let last = last.first();
     let fmt = |t: Option<DateTime<Utc>>| t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string());
     Ok(MappingStatus {

@@ -407,6 +407,65 @@ impl Reader {
     pub fn watermark_index(&self) -> Option<usize> {
         self.watermark
     }
+
+    /// A value of column `col` back from the quarantine's raw JSON
+    /// ([`Value::to_json`]), typed the way this reader decodes the column,
+    /// so that a re-mapped row is the row a run would have read: a
+    /// timestamp column gives a timestamp again (not its text), a
+    /// PostgreSQL `numeric` a decimal, a MySQL `DATETIME` a timestamp.
+    ///
+    /// JSON that does not fit the column (its type changed since the row
+    /// was quarantined) is taken for what it is ([`Value::from_json`]).
+    /// SQLite decides types per value, so there a text is a text; a SQLite
+    /// blob that held UTF-8 comes back as text.
+    pub fn value_from_raw(&self, col: usize, j: &serde_json::Value) -> Value {
+        use serde_json::Value as J;
+        let Some(dec) = self.decs.get(col) else {
+            return Value::from_json(j);
+        };
+        let parsed = match (dec, j) {
+            (_, J::Null) => Some(Value::Null),
+            (Dec::F32 | Dec::F64 | Dec::Dynamic, J::Number(n)) if n.is_f64() => n.as_f64().map(Value::Float),
+            (Dec::F32 | Dec::F64, J::Number(n)) => n.as_f64().map(Value::Float),
+            // Non-finite floats are stored as their text.
+            (Dec::F32 | Dec::F64, J::String(s)) => s.parse().ok().map(Value::Float),
+            (Dec::Bytes, J::String(s)) => Some(Value::Bytes(bytes_from_raw(s))),
+            (Dec::Date, J::String(s)) => NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(Value::Date),
+            (Dec::Ts, J::String(s)) => NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
+                .ok()
+                .map(Value::Timestamp),
+            (Dec::TsTz, J::String(s)) => chrono::DateTime::parse_from_rfc3339(s).ok().map(Value::TimestampTz),
+            (Dec::TextAs(k), J::String(s)) => Some(match k {
+                Kind::Decimal | Kind::BigUnsigned => Value::Decimal(s.clone()),
+                Kind::Timestamp => NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
+                    .map(Value::Timestamp)
+                    .unwrap_or_else(|_| Value::Text(s.clone())),
+                Kind::TimestampTz => chrono::DateTime::parse_from_rfc3339(s)
+                    .map(Value::TimestampTz)
+                    .unwrap_or_else(|_| Value::Text(s.clone())),
+                Kind::Date => NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                    .map(Value::Date)
+                    .unwrap_or_else(|_| Value::Text(s.clone())),
+                _ => Value::Text(s.clone()),
+            }),
+            (Dec::TextAs(Kind::Decimal | Kind::BigUnsigned), J::Number(n)) => Some(Value::Decimal(n.to_string())),
+            _ => None,
+        };
+        parsed.unwrap_or_else(|| Value::from_json(j))
+    }
+}
+
+/// The inverse of how [`Value::to_json`] writes bytes: UTF-8 as its text,
+/// anything else as `\x` and hex.
+fn bytes_from_raw(s: &str) -> Vec<u8> {
+    if let Some(h) = s.strip_prefix("\\x") {
+        if let Ok(b) = hex::decode(h) {
+            if std::str::from_utf8(&b).is_err() {
+                return b;
+            }
+        }
+    }
+    s.as_bytes().to_vec()
 }
 
 fn decoder(engine: Engine, q: &str, col: &catalog::Column) -> (String, Dec) {

@@ -138,6 +138,10 @@ pub fn key_text(key: &[&Value]) -> String {
     serde_json::Value::Array(parts).to_string()
 }
 
+/// What is shown in place of a value that may be personal and cannot be
+/// masked by its kind.
+pub const HIDDEN: &str = "******";
+
 /// The checksum recorded for a deleted row.
 pub fn deleted_checksum() -> [u8; 32] {
     Sha256::digest(b"hlx:deleted").into()
@@ -178,14 +182,76 @@ impl Mapping {
         key_text(&key)
     }
 
-    /// The raw row as JSON (for the quarantine), personal columns masked
-    /// where a field declares a mask on them.
+    /// The raw row as JSON (for the quarantine): source column → value, in
+    /// the clear, because `hlx rejects retry` maps it again. Whatever shows
+    /// it masks the personal columns ([`Mapping::show_raw`]).
     pub fn raw_json(&self, row: &[Value]) -> serde_json::Value {
         let mut m = serde_json::Map::new();
         for (i, c) in self.source.columns.iter().enumerate() {
             m.insert(c.to_string(), row[i].to_json());
         }
         serde_json::Value::Object(m)
+    }
+
+    /// The mask of source column `col` when a personal field reads it
+    /// (`mask = …`, or `personal = …`): the same rule that masks values in
+    /// rejection messages.
+    pub fn column_mask(&self, col: usize) -> Option<MaskKind> {
+        self.fields.iter().find_map(|f| match (&f.input, f.personal) {
+            (Input::Column(i), Some(k)) if *i == col => Some(k),
+            _ => None,
+        })
+    }
+
+    /// A stored raw row ([`Mapping::raw_json`]) as people may see it:
+    /// (column, value) in stored order, personal columns masked (as text).
+    /// A column the mapping no longer reads is hidden: whether it is
+    /// personal cannot be told any more.
+    pub fn show_raw(&self, raw: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
+        let hidden = || serde_json::Value::String(HIDDEN.into());
+        let Some(obj) = raw.as_object() else {
+            return vec![("(raw)".into(), hidden())];
+        };
+        obj.iter()
+            .map(|(name, j)| {
+                let col = self.source.columns.iter().position(|c| c.as_str() == name).or_else(|| {
+                    self.source
+                        .columns
+                        .iter()
+                        .position(|c| c.as_str().eq_ignore_ascii_case(name))
+                });
+                let v = Value::from_json(j);
+                let shown = match (col.map(|i| self.column_mask(i)), v.as_text()) {
+                    _ if j.is_null() => serde_json::Value::Null,
+                    (Some(None), _) => j.clone(),
+                    (Some(Some(k)), Some(t)) => serde_json::Value::String(k.apply(&t)),
+                    // Not read any more, or personal but not text.
+                    (None, _) | (Some(Some(_)), None) => hidden(),
+                };
+                (name.clone(), shown)
+            })
+            .collect()
+    }
+
+    /// A stored row key ([`key_text`]) as people may see it: masked when a
+    /// key column is personal.
+    pub fn show_key(&self, key: &str) -> String {
+        let masks: Vec<Option<MaskKind>> = self.source.key.iter().map(|&k| self.column_mask(k)).collect();
+        match masks.as_slice() {
+            _ if masks.iter().all(Option::is_none) => key.to_string(),
+            [Some(k)] => k.apply(key),
+            _ => match serde_json::from_str::<Vec<String>>(key) {
+                Ok(parts) if parts.len() == masks.len() => {
+                    let shown: Vec<serde_json::Value> = parts
+                        .iter()
+                        .zip(&masks)
+                        .map(|(p, m)| serde_json::Value::String(m.map(|k| k.apply(p)).unwrap_or_else(|| p.clone())))
+                        .collect();
+                    serde_json::Value::Array(shown).to_string()
+                }
+                _ => HIDDEN.to_string(),
+            },
+        }
     }
 
     /// Runs the mapping's own `[[test]]` cases; returns one message per failure.

@@ -17,25 +17,6 @@ fn spawn_run(cfg: &std::path::Path) -> Child {
         .unwrap()
 }
 
-async fn batches_committed(q: &TestDb) -> i64 {
-    let t = q.hlx("hlx_run");
-    q.scalar(
-        &format!("SELECT CAST(COALESCE(SUM(batches), 0) AS CHAR(20)) FROM {t}").replace(
-            "CHAR(20)",
-            if q.engine == Postgres {
-                "text"
-            } else if q.engine == Sqlite {
-                "TEXT"
-            } else {
-                "CHAR(20)"
-            },
-        ),
-    )
-    .await
-    .map(|s| s.parse().unwrap_or(0))
-    .unwrap_or(0)
-}
-
 async fn killed_runs_resume_exactly(p: Engine, q: Engine) {
     let s = setup(p, q, "batch_size = 500").await;
     // 20,000 rows, 50 per watermark value: ties straddle batch boundaries.

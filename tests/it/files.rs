@@ -236,3 +236,15 @@ fn the_shipped_example_config_and_mappings_check_clean_offline() {
     assert_eq!(o.status.code(), Some(0), "{out}");
     assert!(out.contains("2 partner(s), 2 mapping(s), 7 mapping test(s)"), "{out}");
 }
+
+#[test]
+fn the_systemd_unit_passes_systemd_analyze_verify() {
+    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/verify-unit.sh"))
+        .arg(env!("CARGO_BIN_EXE_hlx"))
+        .output()
+        .unwrap();
+    let text = text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("systemd-analyze verify: ok"), "{text}");
+    assert!(text.contains("Overall exposure level"), "{text}");
+}

@@ -374,3 +374,23 @@ pub fn ts(base: &str, us: i64) -> String {
         chrono::NaiveDateTime::parse_from_str(base, "%Y-%m-%d %H:%M:%S").unwrap() + chrono::Duration::microseconds(us);
     t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
 }
+
+/// Batches committed so far, over every run (progress of a run in another process).
+pub async fn batches_committed(q: &TestDb) -> i64 {
+    let t = q.hlx("hlx_run");
+    q.scalar(
+        &format!("SELECT CAST(COALESCE(SUM(batches), 0) AS CHAR(20)) FROM {t}").replace(
+            "CHAR(20)",
+            if q.engine == Postgres {
+                "text"
+            } else if q.engine == Sqlite {
+                "TEXT"
+            } else {
+                "CHAR(20)"
+            },
+        ),
+    )
+    .await
+    .map(|s| s.parse().unwrap_or(0))
+    .unwrap_or(0)
+}

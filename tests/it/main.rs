@@ -1,8 +1,12 @@
 //! Integration tests: real SQLite, PostgreSQL and MariaDB (see helpers.rs).
 //! Each test is named for the behaviour it proves.
 
+mod daemon;
 mod faults;
 mod files;
 mod helpers;
+mod log;
 mod pull;
+mod rejects;
+mod report;
 mod types;
