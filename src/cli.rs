@@ -111,6 +111,24 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Print a new random key in hex for [protection] keys (store it in a credential file).
+    Keygen {
+        /// What the key is for: sm4 (16 bytes), aes-256-gcm (32), hmac-sm3 (32).
+        #[arg(long, value_name = "USE", default_value = "sm4", value_parser = ["sm4", "aes-256-gcm", "hmac-sm3"])]
+        r#for: String,
+    },
+    /// Decrypt values that `protect` fields stored (arguments, or one per line on standard input).
+    Decrypt { values: Vec<String> },
+    /// The stored hash of a value, for looking up a `hash` field without its plain value.
+    Hash {
+        /// The mapping that defines the field.
+        #[arg(short, long, value_name = "NAME")]
+        mapping: String,
+        /// The target field (e.g. caller_phone_hash).
+        #[arg(long, value_name = "FIELD")]
+        field: String,
+        value: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -193,6 +211,11 @@ async fn dispatch(cli: Cli) -> i32 {
         init_tracing(None);
         return crate::demo::run(dir, cli.format == Format::Json).await;
     }
+    if let Command::Keygen { r#for } = &cli.command {
+        let len = if r#for == "sm4" { 16 } else { 32 };
+        println!("{}", crate::protect::generate_key_hex(len));
+        return EXIT_OK;
+    }
     let cfg = match load(&cli) {
         Ok(c) => c,
         Err(code) => return code,
@@ -204,7 +227,9 @@ async fn dispatch(cli: Cli) -> i32 {
     init_tracing(None);
     let cfg = Arc::new(cfg);
     match &cli.command {
-        Command::Demo { .. } | Command::Daemon => unreachable!("handled above"),
+        Command::Demo { .. } | Command::Daemon | Command::Keygen { .. } => unreachable!("handled above"),
+        Command::Decrypt { values } => decrypt(&cfg, values),
+        Command::Hash { mapping, field, value } => hash(&cfg, mapping, field, value),
         Command::Check { offline } => check(&cfg, *offline, cli.format).await,
         Command::Migrate { state_only } => match crate::db::Pool::connect(&cfg.province, true).await {
             Ok(pool) => match State::new(pool).migrate(*state_only).await {
@@ -425,6 +450,22 @@ async fn check_mapping(ex: &Exchange, m: &crate::mapping::Mapping) -> anyhow::Re
     let mut notes = Vec::new();
     let target = crate::db::catalog::require(&ex.province, &m.target.table, "target").await?;
     for f in &m.fields {
+        // Ciphertext and hex digests are longer than the values they stand for.
+        if let (Some(need), Ok((_, col))) = (f.stored_chars_needed(), target.column(f.target.as_str())) {
+            if col.max_chars.is_some_and(|len| len < need as i64) {
+                notes.push(format!(
+                    "field `{}`: target column {} holds {} characters; its {} needs at least {need}",
+                    f.target,
+                    col.name,
+                    col.max_chars.unwrap_or_default(),
+                    if matches!(f.transform, crate::mapping::rules::Transform::Protect { .. }) {
+                        "ciphertext"
+                    } else {
+                        "hash"
+                    }
+                ));
+            }
+        }
         if let (Some(max), Ok((_, col))) = (f.max_chars, target.column(f.target.as_str())) {
             if let Some(len) = col.max_chars {
                 if max as i64 > len {
@@ -746,6 +787,53 @@ async fn reset(cfg: &Arc<Config>, mapping: &str, to: Option<&str>, rewrite: bool
         Err(e) => {
             eprintln!("hlx: {e:#}");
             EXIT_FAILED
+        }
+    }
+}
+
+/// `hlx decrypt`: one plain value per line, in the order given. A value
+/// that does not decrypt is reported on stderr and makes the exit code 1;
+/// the others are still printed.
+fn decrypt(cfg: &Config, values: &[String]) -> i32 {
+    use std::io::BufRead as _;
+    let values: Vec<String> = if values.is_empty() {
+        std::io::stdin()
+            .lock()
+            .lines()
+            .map_while(Result::ok)
+            .filter(|l| !l.trim().is_empty())
+            .collect()
+    } else {
+        values.to_vec()
+    };
+    let mut code = EXIT_OK;
+    for (i, v) in values.iter().enumerate() {
+        match cfg.keys.decrypt(v) {
+            Ok(p) => println!("{p}"),
+            Err(e) => {
+                eprintln!("hlx: value {}: {e}", i + 1);
+                println!();
+                code = EXIT_FAILED;
+            }
+        }
+    }
+    code
+}
+
+/// `hlx hash`: the value as the field would store it.
+fn hash(cfg: &Config, mapping: &str, field: &str, value: &str) -> i32 {
+    let Some(m) = cfg.mapping(mapping) else {
+        eprintln!("{}", unknown_mapping(cfg, mapping));
+        return EXIT_USAGE;
+    };
+    match m.hash_of(field, value) {
+        Ok(h) => {
+            println!("{h}");
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("hlx: {e}");
+            EXIT_USAGE
         }
     }
 }

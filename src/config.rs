@@ -7,10 +7,13 @@
 use crate::db::Engine;
 use crate::diag::{Diagnostic, Diagnostics, SourceFile};
 use crate::mapping::{self, codeset::CodeSets, Mapping};
+use crate::protect::{KeyBytes, Keyring};
 use crate::secret::{redact_url, Secret};
 use chrono::FixedOffset;
+use indexmap::IndexMap;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use toml::Spanned;
 
 /// A length of time written as `30s`, `5m`, `2h`, `1d` or `250ms`.
@@ -380,6 +383,8 @@ pub struct Config {
     pub report: ReportSettings,
     pub daemon: DaemonSettings,
     pub log: LogSettings,
+    /// `[protection]`: keys for `hash` and `protect` fields and `hlx decrypt`.
+    pub keys: Arc<Keyring>,
     /// Warnings found while loading (errors make loading fail).
     pub warnings: Diagnostics,
 }
@@ -410,6 +415,20 @@ struct RawConfig {
     daemon: Option<RawDaemon>,
     #[serde(default)]
     log: Option<RawLog>,
+    #[serde(default)]
+    protection: Option<RawProtection>,
+}
+
+/// `[protection]`: key id = key file (hex), and which keys new values use.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProtection {
+    #[serde(default)]
+    keys: IndexMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    encrypt_key: Option<Spanned<String>>,
+    #[serde(default)]
+    hash_key: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -537,6 +556,55 @@ struct RawLog {
     chain_hash: Option<Spanned<String>>,
     #[serde(default)]
     retention_days: Option<Spanned<i64>>,
+}
+
+/// Reads `[protection]`: every key file now, so a missing or malformed key
+/// is a config error (exit 78) and not a failed run later. A relative key
+/// file is looked up in `$CREDENTIALS_DIRECTORY` (systemd's `LoadCredential=`)
+/// and then next to exchange.toml.
+fn keyring(file: &SourceFile, raw: Option<&RawProtection>, base: &Path, diags: &mut Diagnostics) -> Keyring {
+    let mut ring = Keyring::default();
+    let Some(r) = raw else { return ring };
+    for (id, path) in &r.keys {
+        if !KEY_ID_RE.is_match(id.get_ref()) {
+            diags.push(file.at(
+                id.span(),
+                format!(
+                    "[protection] key id `{}`: expected letters, digits, `_` and `-`",
+                    id.get_ref()
+                ),
+            ));
+            continue;
+        }
+        let p = resolve_credential(Path::new(path.get_ref()));
+        let p = if p.is_relative() { base.join(p) } else { p };
+        match std::fs::read_to_string(&p) {
+            Ok(text) => match KeyBytes::from_hex(&text) {
+                Ok(k) => ring.insert(id.get_ref(), k),
+                Err(e) => diags.push(file.at(
+                    path.span(),
+                    format!("[protection] key `{}` in {}: {e}", id.get_ref(), p.display()),
+                )),
+            },
+            Err(e) => diags.push(file.at(
+                path.span(),
+                format!("[protection] key `{}`: cannot read {}: {e}", id.get_ref(), p.display()),
+            )),
+        }
+    }
+    for (what, id) in [("encrypt_key", &r.encrypt_key), ("hash_key", &r.hash_key)] {
+        if let Some(id) = id {
+            if !r.keys.keys().any(|k| k.get_ref() == id.get_ref()) {
+                diags.push(file.at(
+                    id.span(),
+                    format!("[protection] {what} `{}` is not one of [protection] keys", id.get_ref()),
+                ));
+            }
+        }
+    }
+    ring.encrypt_key = r.encrypt_key.as_ref().map(|k| k.get_ref().clone());
+    ring.hash_key = r.hash_key.as_ref().map(|k| k.get_ref().clone());
+    ring
 }
 
 fn daemon_settings(file: &SourceFile, raw: Option<&RawDaemon>, diags: &mut Diagnostics) -> DaemonSettings {
@@ -723,6 +791,9 @@ fn db_endpoint(
     })
 }
 
+static KEY_ID_RE: std::sync::LazyLock<regex::Regex> =
+    std::sync::LazyLock::new(|| regex::Regex::new("^[A-Za-z0-9_-]{1,64}$").expect("valid regex"));
+
 static PARTNER_RE: std::sync::LazyLock<regex::Regex> =
     std::sync::LazyLock::new(|| regex::Regex::new(r"^[a-z0-9_]+$").expect("static regex"));
 
@@ -849,6 +920,7 @@ pub fn load(path: &Path) -> Result<Config, Diagnostics> {
         }
     }
     let log = log_settings(&file, raw.log.as_ref(), &mut diags);
+    let keys = Arc::new(keyring(&file, raw.protection.as_ref(), &base, &mut diags));
 
     let mappings_dir = base.join(
         raw.mappings
@@ -870,6 +942,7 @@ pub fn load(path: &Path) -> Result<Config, Diagnostics> {
                 defaults: &defaults,
                 partner: &lookup,
                 codesets: &codesets,
+                keys: &keys,
             };
             for f in files {
                 if let Some(m) = mapping::load(&f, &ctx, &mut diags) {
@@ -903,6 +976,7 @@ pub fn load(path: &Path) -> Result<Config, Diagnostics> {
         report,
         daemon,
         log,
+        keys,
         warnings: diags,
     })
 }

@@ -37,6 +37,7 @@ pub mod exchange;
 pub mod exchange_log;
 pub mod ident;
 pub mod mapping;
+pub mod protect;
 pub mod rejects;
 pub mod report;
 pub mod secret;

@@ -17,6 +17,7 @@ pub mod rules;
 use crate::config::{Defaults, Duration, OnReject, RejectLimit, Schedule};
 use crate::diag::{Diagnostic, Diagnostics, SourceFile};
 use crate::ident::{Ident, TableName};
+use crate::protect::{Cipher, HashKind, Keyring};
 use crate::value::Value;
 use chrono::FixedOffset;
 use codeset::CodeSets;
@@ -27,6 +28,7 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use toml::Spanned;
 
 /// Which way the rows move.
@@ -167,7 +169,8 @@ impl Mapping {
             h.update([0x1f]);
             v.write_canonical(&mut |b| h.update(b));
             h.update([0x1e]);
-            values.push(v);
+            // After the checksum: it covers the plain value of a protected field.
+            values.push(f.seal(v)?);
         }
         Ok(Mapped::Row {
             values,
@@ -254,6 +257,33 @@ impl Mapping {
         }
     }
 
+    /// What `hash` field `field` stores for `value` (normalised as the
+    /// field normalises it), for `hlx hash`.
+    pub fn hash_of(&self, field: &str, value: &str) -> Result<String, String> {
+        let f = self
+            .fields
+            .iter()
+            .find(|f| f.target.as_str() == field)
+            .ok_or_else(|| format!("mapping `{}` has no field `{field}`", self.name))?;
+        match &f.transform {
+            Transform::Hash { .. } => {
+                let mut row = vec![Value::Null; self.source.columns.len()];
+                if let Input::Column(i) = f.input {
+                    row[i] = Value::Text(value.to_string());
+                }
+                match f.apply(&row, self.zone) {
+                    Ok(Value::Text(h)) => Ok(h),
+                    Ok(_) => Err("an empty value has no hash (it is stored as NULL)".into()),
+                    Err(r) => Err(r.to_string()),
+                }
+            }
+            _ => Err(format!(
+                "field `{field}` of mapping `{}` is not a `hash` field",
+                self.name
+            )),
+        }
+    }
+
     /// Runs the mapping's own `[[test]]` cases; returns one message per failure.
     pub fn run_tests(&self) -> Vec<String> {
         let mut failures = Vec::new();
@@ -282,7 +312,11 @@ impl Mapping {
                     for (field, want) in &t.expect {
                         match self.fields.iter().position(|f| f.target.as_str() == field) {
                             Some(i) => {
-                                let got = values[i].to_string();
+                                // A protected field is compared in the clear.
+                                let got = match self.fields[i].unseal(&values[i]) {
+                                    Ok(v) => v.to_string(),
+                                    Err(e) => format!("(cannot decrypt: {e})"),
+                                };
                                 if &got != want {
                                     failures.push(format!(
                                         "{at}: test `{}`: field `{field}`: expected `{want}`, got `{got}`",
@@ -462,6 +496,8 @@ pub struct Context<'a> {
     /// Partner name → (zone, schedule override, batch size override)
     pub partner: &'a dyn Fn(&str) -> Option<crate::config::PartnerDefaults>,
     pub codesets: &'a CodeSets,
+    /// `[protection]`: the keys `hash` and `protect` fields use.
+    pub keys: &'a Arc<Keyring>,
 }
 
 /// Loads and checks one mapping file; problems go to `diags`.
@@ -897,24 +933,57 @@ fn compile_rule(
     }
     if let Some(m) = &r.mask {
         match MaskKind::parse(m.get_ref()) {
-            Some(k) => transforms.push((Transform::Mask(k), m.span())),
-            None => err(
+            Some(MaskKind::Other) | None => err(
                 diags,
                 m.span(),
                 format!("mask `{}`: expected \"phone\", \"id\" or \"name\"", m.get_ref()),
             ),
+            Some(k) => transforms.push((Transform::Mask(k), m.span())),
         }
     }
-    for (what, v) in [("protect", &r.protect), ("hash", &r.hash)] {
-        if let Some(v) = v {
-            err(diags, v.span(), format!("`{what} = \"{}\"` is not available in this version of hlx (field protection is planned); use `mask` for now", v.get_ref()));
+    if let Some(h) = &r.hash {
+        match HashKind::parse(h.get_ref()) {
+            Some(kind) => match ctx.keys.can_hash(kind) {
+                Ok(()) => transforms.push((
+                    Transform::Hash {
+                        kind,
+                        keys: ctx.keys.clone(),
+                    },
+                    h.span(),
+                )),
+                Err(e) => err(diags, h.span(), format!("hash `{}`: {e}", h.get_ref())),
+            },
+            None => err(
+                diags,
+                h.span(),
+                format!("hash `{}`: expected \"hmac-sm3\" or \"sha256\"", h.get_ref()),
+            ),
+        }
+    }
+    if let Some(p) = &r.protect {
+        match Cipher::parse(p.get_ref()) {
+            Some(cipher) => match ctx.keys.can_encrypt(cipher) {
+                Ok(()) => transforms.push((
+                    Transform::Protect {
+                        cipher,
+                        keys: ctx.keys.clone(),
+                    },
+                    p.span(),
+                )),
+                Err(e) => err(diags, p.span(), format!("protect `{}`: {e}", p.get_ref())),
+            },
+            None => err(
+                diags,
+                p.span(),
+                format!("protect `{}`: expected \"sm4\" or \"aes-256-gcm\"", p.get_ref()),
+            ),
         }
     }
     if transforms.len() > 1 {
         err(
             diags,
             transforms[1].1.clone(),
-            "a field takes one transform (datetime, codeset, appeal_code or mask); split it into two fields".into(),
+            "a field takes one transform (datetime, codeset, appeal_code, division, mask, hash or protect); split it into two fields".into(),
         );
     }
     let pattern = match &r.pattern {
@@ -946,11 +1015,16 @@ fn compile_rule(
                 err(
                     diags,
                     p.span(),
-                    format!("personal `{}`: expected \"phone\", \"id\" or \"name\"", p.get_ref()),
+                    format!(
+                        "personal `{}`: expected \"phone\", \"id\", \"name\" or \"other\"",
+                        p.get_ref()
+                    ),
                 );
                 None
             }
         },
+        // A hashed or encrypted field is personal even unnamed: shown hidden.
+        None if r.hash.is_some() || r.protect.is_some() => Some(mask_kind.unwrap_or(MaskKind::Other)),
         None => mask_kind,
     };
     if diags.errors() > before {

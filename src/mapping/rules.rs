@@ -10,9 +10,16 @@
 //! 3. `null_if = ["", "-"]`: these values become NULL;
 //! 4. `pattern = "regex"`: the (trimmed) input text must match;
 //! 5. one transform: `datetime`, `codeset` (with `default`), `appeal_code`,
-//!    or `mask = "phone" | "id" | "name"`;
+//!    `division`, `mask = "phone" | "id" | "name"`, `hash = "sha256" |
+//!    "hmac-sm3"` or `protect = "sm4" | "aes-256-gcm"` (see [`crate::protect`]);
+//!    a personal field (`personal = "phone"`, …) is normalised first, so
+//!    `+86 138-0013-8000` and `13800138000` hash alike;
 //! 6. checks on the output: `required = true` (not NULL, not empty),
 //!    `max_chars = N` (characters, not bytes).
+//!
+//! `protect` is applied last, after the row's checksum was taken over the
+//! plain value ([`Field::seal`]): a random nonce per value would otherwise
+//! make every re-read row look changed.
 //!
 //! A rule that fails yields a [`Rejection`] naming the target field, the
 //! source column, the rule and the value; personal values are shown masked.
@@ -22,6 +29,7 @@ use super::codeset::CodeSet;
 use super::datetime::{self, DatetimeSpec};
 use super::mask;
 use crate::ident::Ident;
+use crate::protect::{Cipher, HashKind, Keyring};
 use crate::value::Value;
 use chrono::FixedOffset;
 use regex::Regex;
@@ -41,6 +49,8 @@ pub enum MaskKind {
     Phone,
     Id,
     Name,
+    /// Personal, of no kind that masks partly (`personal = "other"`): shown hidden.
+    Other,
 }
 
 impl MaskKind {
@@ -49,6 +59,7 @@ impl MaskKind {
             "phone" => Some(MaskKind::Phone),
             "id" => Some(MaskKind::Id),
             "name" => Some(MaskKind::Name),
+            "other" => Some(MaskKind::Other),
             _ => None,
         }
     }
@@ -58,6 +69,17 @@ impl MaskKind {
             MaskKind::Phone => mask::mask_phone(s),
             MaskKind::Id => mask::mask_id(s),
             MaskKind::Name => mask::mask_name(s),
+            MaskKind::Other => super::HIDDEN.to_string(),
+        }
+    }
+
+    /// The canonical form hashed or encrypted: a phone without `+86` and
+    /// separators, an ID number trimmed with an upper-case `X`, a name trimmed.
+    pub fn normalize(self, s: &str) -> String {
+        match self {
+            MaskKind::Phone => mask::normalize_phone(s),
+            MaskKind::Id => s.trim().to_uppercase(),
+            MaskKind::Name | MaskKind::Other => s.trim().to_string(),
         }
     }
 }
@@ -67,9 +89,21 @@ impl MaskKind {
 pub enum Transform {
     None,
     Datetime(DatetimeSpec),
-    Codeset { set: Arc<CodeSet>, default: Option<String> },
+    Codeset {
+        set: Arc<CodeSet>,
+        default: Option<String>,
+    },
     AppealCode,
     Mask(MaskKind),
+    Hash {
+        kind: HashKind,
+        keys: Arc<Keyring>,
+    },
+    /// Encrypted by [`Field::seal`], after the checksum.
+    Protect {
+        cipher: Cipher,
+        keys: Arc<Keyring>,
+    },
 }
 
 /// A checked field rule.
@@ -135,6 +169,55 @@ impl Field {
             format!("{}…", s.chars().take(60).collect::<String>())
         } else {
             s
+        }
+    }
+
+    /// The text a hash or a cipher takes: NULL and empty stay NULL, a
+    /// personal value is normalised.
+    fn plain(&self, v: &Value) -> Option<String> {
+        if v.is_null() {
+            return None;
+        }
+        let t = v.to_string();
+        let t = match self.personal {
+            Some(k) => k.normalize(&t),
+            None => t,
+        };
+        (!t.trim().is_empty()).then_some(t)
+    }
+
+    /// The value as stored: the ciphertext of a `protect` field (computed
+    /// from [`Field::apply`]'s plain output), any other value unchanged.
+    pub fn seal(&self, v: Value) -> Result<Value, Rejection> {
+        match (&self.transform, &v) {
+            (Transform::Protect { cipher, keys }, Value::Text(t)) => keys
+                .encrypt(*cipher, t)
+                .map(Value::Text)
+                .map_err(|m| self.reject("protect", None, m)),
+            _ => Ok(v),
+        }
+    }
+
+    /// The plain value of a stored `protect` field (for tests and pushes).
+    pub fn unseal(&self, v: &Value) -> Result<Value, String> {
+        match (&self.transform, v) {
+            (Transform::Protect { keys, .. }, Value::Text(t)) => keys.decrypt(t).map(Value::Text),
+            _ => Ok(v.clone()),
+        }
+    }
+
+    /// The least target width (characters) a `hash` or `protect` field needs:
+    /// 64 for a hex digest; for a ciphertext, the envelope and the base64 of
+    /// nonce, tag and `max_chars` (or 32) characters of 3-byte UTF-8 text.
+    pub fn stored_chars_needed(&self) -> Option<usize> {
+        match &self.transform {
+            Transform::Hash { .. } => Some(64),
+            Transform::Protect { cipher, keys } => {
+                let bytes = 12 + 16 + 3 * self.max_chars.unwrap_or(32);
+                let id = keys.encrypt_key.as_deref().map_or(16, str::len);
+                Some(6 + cipher.as_str().len() + id + bytes.div_ceil(3) * 4)
+            }
+            _ => None,
         }
     }
 
@@ -216,6 +299,14 @@ impl Field {
             Transform::Mask(k) => match v.as_text() {
                 None => Value::Null,
                 Some(t) => Value::Text(k.apply(&t)),
+            },
+            Transform::Hash { kind, keys } => match self.plain(&v) {
+                None => Value::Null,
+                Some(t) => Value::Text(keys.hash(*kind, &t).map_err(|m| self.reject("hash", None, m))?),
+            },
+            Transform::Protect { .. } => match self.plain(&v) {
+                None => Value::Null,
+                Some(t) => Value::Text(t),
             },
         };
         if self.required {
