@@ -232,7 +232,7 @@ async fn dispatch(cli: Cli) -> i32 {
         Command::Hash { mapping, field, value } => hash(&cfg, mapping, field, value),
         Command::Check { offline } => check(&cfg, *offline, cli.format).await,
         Command::Migrate { state_only } => match crate::db::Pool::connect(&cfg.province, true).await {
-            Ok(pool) => match State::new(pool).migrate(*state_only).await {
+            Ok(pool) => match State::new(pool).migrate(*state_only || cfg.existing_schema).await {
                 Ok(()) => {
                     println!("migrated {}", cfg.province.display_url());
                     EXIT_OK
@@ -347,6 +347,12 @@ pub fn render_outcomes(outcomes: &[Outcome]) -> String {
             o.seconds,
             o.watermark.as_deref().unwrap_or("-")
         ));
+        if c.fallbacks > 0 {
+            s.push_str(&format!(
+                "{:<w$}  {} row(s) classified 'other' by code-set fallback (unknown partner codes; see the log)\n",
+                "", c.fallbacks
+            ));
+        }
         if let Some(e) = &o.error {
             s.push_str(&format!("{:<w$}  ! {e}\n", ""));
         }

@@ -376,6 +376,9 @@ pub struct Partner {
 pub struct Config {
     pub path: PathBuf,
     pub province: Endpoint,
+    /// `[province] provincial_schema = "existing"`: the provincial tables are
+    /// the DBA's; `migrate`, `run` and the daemon create hlx's state only.
+    pub existing_schema: bool,
     pub defaults: Defaults,
     pub partners: Vec<Partner>,
     pub mappings: Vec<Mapping>,
@@ -447,6 +450,10 @@ struct RawDb {
     statement_timeout: Option<Spanned<String>>,
     #[serde(default)]
     timezone: Option<Spanned<String>>,
+    /// `[province]` only: "default" (hlx creates the provincial tables) or
+    /// "existing" (the DBA's own tables; hlx migrates its `hlx_` state only).
+    #[serde(default)]
+    provincial_schema: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -851,6 +858,21 @@ pub fn load(path: &Path) -> Result<Config, Diagnostics> {
         }
     }
 
+    let existing_schema = match &raw.province.get_ref().provincial_schema {
+        None => false,
+        Some(s) if s.get_ref() == "default" => false,
+        Some(s) if s.get_ref() == "existing" => true,
+        Some(s) => {
+            diags.push(file.at(
+                s.span(),
+                format!(
+                    "[province] provincial_schema `{}`: expected \"default\" (hlx creates its tables) or \"existing\" (yours; hlx migrates only its hlx_ state)",
+                    s.get_ref()
+                ),
+            ));
+            false
+        }
+    };
     let province = db_endpoint(
         &file,
         raw.province.get_ref(),
@@ -882,6 +904,7 @@ pub fn load(path: &Path) -> Result<Config, Diagnostics> {
             connect_timeout: rp.connect_timeout.clone(),
             statement_timeout: rp.statement_timeout.clone(),
             timezone: rp.timezone.clone(),
+            provincial_schema: None,
         };
         let what = format!("partner `{name}`");
         let Some(endpoint) = db_endpoint(&file, &db, &base, defaults.timezone, &mut diags, &what) else {
@@ -969,6 +992,7 @@ pub fn load(path: &Path) -> Result<Config, Diagnostics> {
     Ok(Config {
         path: path.to_path_buf(),
         province: province.expect("no errors means the province parsed"),
+        existing_schema,
         defaults,
         partners,
         mappings,

@@ -195,7 +195,7 @@ pub async fn run(config: Config, notifier: Notifier) -> i32 {
             }
         }
     };
-    if let Err(e) = State::new(province.clone()).migrate(false).await {
+    if let Err(e) = State::new(province.clone()).migrate(config.existing_schema).await {
         tracing::error!("province: migration failed: {e:#}");
         return crate::cli::EXIT_FAILED;
     }
@@ -372,7 +372,7 @@ async fn reload(
         tracing::error!("reload refused: [province] url changed; that needs a restart (systemctl restart hlx)");
         return None;
     }
-    if let Err(e) = State::new(province.clone()).migrate(false).await {
+    if let Err(e) = State::new(province.clone()).migrate(config.existing_schema).await {
         tracing::error!("reload: migration failed, keeping the previous configuration: {e:#}");
         return None;
     }

@@ -90,7 +90,7 @@ impl Exchange {
     pub async fn open(config: Arc<Config>, migrate: bool) -> anyhow::Result<Exchange> {
         let province = Pool::connect(&config.province, true).await.context("province")?;
         if migrate {
-            State::new(province.clone()).migrate(false).await?;
+            State::new(province.clone()).migrate(config.existing_schema).await?;
         }
         Ok(Exchange::with_province(config, province))
     }
@@ -702,7 +702,7 @@ impl Run<'_> {
 
         // The source watermark of a row, as recorded in hlx_row_state.
         let wm_of = |i: usize| m.source.watermark.map(|w| crate::state::wm_text(&rows[i][w]));
-        let mut upserts: Vec<(usize, &[Value], [u8; 32], bool)> = Vec::new();
+        let mut upserts: Vec<Upsert<'_>> = Vec::new();
         let mut deletes: Vec<(usize, Vec<Value>)> = Vec::new();
         let mut rejects: Vec<(usize, crate::mapping::rules::Rejection)> = Vec::new();
         // Unchanged rows whose watermark moved: their recorded watermark is
@@ -728,7 +728,20 @@ impl Run<'_> {
                         });
                     }
                 }
-                (Ok(Mapped::Row { values, checksum }), st) => upserts.push((*i, values, *checksum, st.is_none())),
+                (
+                    Ok(Mapped::Row {
+                        values,
+                        checksum,
+                        fallbacks,
+                    }),
+                    st,
+                ) => upserts.push(Upsert {
+                    row: *i,
+                    values,
+                    checksum: *checksum,
+                    new: st.is_none(),
+                    fallbacks: *fallbacks,
+                }),
                 (Ok(Mapped::Deleted { .. }), Some(st)) if st.deleted => {
                     c.unchanged += 1;
                     current.push(k);
@@ -747,16 +760,21 @@ impl Run<'_> {
         }
 
         // Target writes; rows the target refuses join the rejections.
-        let fresh = upserts.iter().all(|u| u.3);
-        let slices: Vec<&[Value]> = upserts.iter().map(|u| u.1).collect();
+        let fresh = upserts.iter().all(|u| u.new);
+        let slices: Vec<&[Value]> = upserts.iter().map(|u| u.values).collect();
         let refused = ctx
             .writer
             .upsert(&mut tx, &slices, fresh)
             .await
             .context("province: writing the target")?;
         let refused_idx: std::collections::HashSet<usize> = refused.iter().map(|(j, _)| *j).collect();
+        c.fallbacks = upserts
+            .iter()
+            .enumerate()
+            .filter(|(j, u)| u.fallbacks > 0 && !refused_idx.contains(j))
+            .count() as u64;
         for (j, msg) in &refused {
-            let i = upserts[*j].0;
+            let i = upserts[*j].row;
             rejects.push((
                 i,
                 crate::mapping::rules::Rejection {
@@ -770,7 +788,8 @@ impl Run<'_> {
         }
         let mut saved: Vec<StateRow<'_>> = touched;
         let mut landed: Vec<&str> = current;
-        for (j, (i, _, sum, new)) in upserts.iter().enumerate() {
+        for (j, u) in upserts.iter().enumerate() {
+            let (i, sum, new) = (&u.row, &u.checksum, &u.new);
             if refused_idx.contains(&j) {
                 continue;
             }
@@ -1167,4 +1186,16 @@ async fn produce(p: Producer, mut start: Start, send: tokio::sync::mpsc::Sender<
             return;
         }
     }
+}
+
+/// A mapped row the batch writes to the target.
+struct Upsert<'a> {
+    /// Index into the batch's rows.
+    row: usize,
+    values: &'a [Value],
+    checksum: [u8; 32],
+    /// No state yet: an insert.
+    new: bool,
+    /// Fields that fell back to an 'other' classification.
+    fallbacks: u32,
 }

@@ -107,6 +107,9 @@ pub struct MappingReport {
     pub unchanged: i64,
     pub deleted: i64,
     pub rejected: i64,
+    /// Rows written with a partner code that fell back to its nearest
+    /// ancestor's 'other' classification (`fallback = "other"`).
+    pub fallbacks: i64,
     pub watermark: Option<String>,
     pub lag_seconds: Option<i64>,
     pub worst_lag_seconds: Option<i64>,
@@ -238,7 +241,7 @@ async fn mapping_report(
     let runs = fetch_pool(
         pool,
         &format!(
-            "SELECT status, started_at, finished_at, rows_read, inserted, updated, unchanged, deleted, rejected, wm_to, error \
+            "SELECT status, started_at, finished_at, rows_read, inserted, updated, unchanged, deleted, rejected, wm_to, error, fallbacks \
              FROM {} WHERE mapping = ? AND started_at >= ? AND started_at < ? ORDER BY id",
             state.t("hlx_run")
         ),
@@ -259,6 +262,7 @@ async fn mapping_report(
         unchanged: 0,
         deleted: 0,
         rejected: 0,
+        fallbacks: 0,
         watermark: None,
         lag_seconds: None,
         worst_lag_seconds: None,
@@ -283,6 +287,7 @@ async fn mapping_report(
         r.unchanged += n(6)?;
         r.deleted += n(7)?;
         r.rejected += n(8)?;
+        r.fallbacks += n(11)?;
         if let (Some(s), Some(f)) = (started, finished) {
             run_secs += (f - s).num_microseconds().unwrap_or(0) as f64 / 1e6;
         }
@@ -533,6 +538,12 @@ pub fn text(r: &Report, zone: chrono::FixedOffset) -> String {
                 m.last_success.map(|t| local(t, zone)).unwrap_or_else(|| "never".into()),
             ));
             s.push_str(&format!("  {:<w$}  {}\n", "", m.health_reason));
+            if m.fallbacks > 0 {
+                s.push_str(&format!(
+                    "  {:<w$}  {} row(s) classified 'other' by code-set fallback\n",
+                    "", m.fallbacks
+                ));
+            }
             if let Some(e) = &m.first_error {
                 s.push_str(&format!(
                     "  {:<w$}  first error {}: {}\n",
@@ -597,7 +608,7 @@ pub fn csv(r: &Report, bom: bool) -> String {
     if bom {
         s.push('\u{feff}');
     }
-    s.push_str("partner,partner_title,mapping,direction,health,health_reason,runs_ok,runs_failed,rows_read,inserted,updated,unchanged,deleted,rejected,quarantined_open,watermark,lag_seconds,worst_lag_seconds,rows_per_second,last_success,first_error,last_error,top_rejection\r\n");
+    s.push_str("partner,partner_title,mapping,direction,health,health_reason,runs_ok,runs_failed,rows_read,inserted,updated,unchanged,deleted,rejected,fallbacks,quarantined_open,watermark,lag_seconds,worst_lag_seconds,rows_per_second,last_success,first_error,last_error,top_rejection\r\n");
     for p in &r.partners {
         for m in &p.mappings {
             let cells: Vec<String> = vec![
@@ -615,6 +626,7 @@ pub fn csv(r: &Report, bom: bool) -> String {
                 m.unchanged.to_string(),
                 m.deleted.to_string(),
                 m.rejected.to_string(),
+                m.fallbacks.to_string(),
                 m.quarantined_open.to_string(),
                 m.watermark.clone().unwrap_or_default(),
                 m.lag_seconds.map(|x| x.to_string()).unwrap_or_default(),

@@ -127,6 +127,8 @@ pub struct Counts {
     pub deleted: u64,
     pub rejected: u64,
     pub null_watermark: u64,
+    /// Rows written with a code that fell back to an 'other' classification.
+    pub fallbacks: u64,
 }
 
 impl Counts {
@@ -139,6 +141,7 @@ impl Counts {
         self.deleted += o.deleted;
         self.rejected += o.rejected;
         self.null_watermark += o.null_watermark;
+        self.fallbacks += o.fallbacks;
     }
 }
 
@@ -621,7 +624,7 @@ impl State {
         let sql = format!(
             "UPDATE {} SET batches = batches + ?, rows_read = rows_read + ?, inserted = inserted + ?, updated = updated + ?, \
              unchanged = unchanged + ?, deleted = deleted + ?, rejected = rejected + ?, null_watermark = null_watermark + ?, \
-             wm_to = COALESCE(?, wm_to) WHERE id = ?",
+             fallbacks = fallbacks + ?, wm_to = COALESCE(?, wm_to) WHERE id = ?",
             self.t("hlx_run")
         );
         let n = |x: u64| Arg::I64(Some(x as i64));
@@ -637,6 +640,7 @@ impl State {
                 n(c.deleted),
                 n(c.rejected),
                 n(c.null_watermark),
+                n(c.fallbacks),
                 wm_to.into(),
                 run.into(),
             ],

@@ -42,6 +42,26 @@ impl AppealCode {
         Some(String::from_utf8(digits).expect("ascii"))
     }
 
+    /// The 'other' item one level down (`99` on the next level): where an
+    /// appeal that belongs under this code but fits none of its children
+    /// goes. Under a level-5 code that is the first extension level, `Z99`.
+    pub fn other_child(&self) -> AppealCode {
+        if self.level >= 5 {
+            let sep = if self.level == 5 { "Z" } else { "" };
+            return AppealCode {
+                code: format!("{}{sep}99", self.code),
+                level: self.level + 1,
+            };
+        }
+        let mut digits = self.code.clone().into_bytes();
+        digits[self.level * 2] = b'9';
+        digits[self.level * 2 + 1] = b'9';
+        AppealCode {
+            code: String::from_utf8(digits).expect("ascii"),
+            level: self.level + 1,
+        }
+    }
+
     /// Whether the last set level is `99`, the 'other' item.
     pub fn is_other(&self) -> bool {
         if self.level > 5 {
@@ -181,6 +201,21 @@ mod tests {
         for (raw, reason) in cases {
             let e = normalize(raw).expect_err(raw);
             assert!(e.contains(reason), "{raw}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_other_child_is_99_one_level_down() {
+        let other = |c: &str| normalize(c).unwrap().other_child();
+        assert_eq!((other("01").code.as_str(), other("01").level), ("0199000000", 2));
+        assert_eq!(other("0102030000").code, "0102039900");
+        assert_eq!(other("0102030405").code, "0102030405Z99");
+        assert_eq!(other("0102030405Z01").code, "0102030405Z0199");
+        for c in ["01", "0102030000", "0102030405", "0102030405Z01"] {
+            let o = other(c);
+            assert_eq!(normalize(&o.code).unwrap(), o, "{c}: the 'other' child is itself valid");
+            assert_eq!(o.parent().as_deref(), Some(normalize(c).unwrap().code.as_str()));
+            assert!(o.is_other());
         }
     }
 

@@ -11,6 +11,7 @@
 //! up in the file named after the mapping's partner first, then in the one
 //! other file that defines it (two such files is an ambiguity error).
 
+use super::appeal_code::{self, AppealCode};
 use crate::diag::{Diagnostics, SourceFile};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -31,6 +32,45 @@ pub struct CodeSet {
 impl CodeSet {
     pub fn lookup(&self, partner_value: &str) -> Option<&str> {
         self.values.get(partner_value.trim()).map(String::as_str)
+    }
+
+    /// `fallback = "other"`: for a partner code the set does not know, the
+    /// nearest ancestor it does know (the code cut two characters at a time,
+    /// as written or padded with `0` to its length), translated to a
+    /// classification code, and that code's 'other' child (`99` one level
+    /// down). `None` when no ancestor is known or the translation is not a
+    /// valid classification code.
+    pub fn lookup_other(&self, partner_value: &str) -> Option<(String, AppealCode)> {
+        let v = partner_value.trim();
+        if !v.is_ascii() {
+            return None;
+        }
+        let mut cut = v.len();
+        while cut > 2 {
+            cut -= 2;
+            let prefix = &v[..cut];
+            let padded = format!("{prefix:0<width$}", width = v.len());
+            for candidate in [prefix, padded.as_str()] {
+                if let Some(p) = self.lookup(candidate) {
+                    return appeal_code::normalize(p)
+                        .ok()
+                        .map(|c| (candidate.to_string(), c.other_child()));
+                }
+            }
+        }
+        None
+    }
+
+    /// Values that are not valid classification codes (for `fallback`).
+    pub fn invalid_appeal_codes(&self) -> Vec<String> {
+        let mut bad: Vec<String> = self
+            .values
+            .iter()
+            .filter(|(_, v)| appeal_code::normalize(v).is_err())
+            .map(|(k, v)| format!("`{k}` = `{v}`"))
+            .collect();
+        bad.sort();
+        bad
     }
 }
 
@@ -146,5 +186,39 @@ impl CodeSets {
         } else {
             v
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(pairs: &[(&str, &str)]) -> CodeSet {
+        CodeSet {
+            name: "city.category".into(),
+            values: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    #[test]
+    fn an_unknown_code_falls_back_to_its_nearest_known_ancestors_other() {
+        let s = set(&[("03", "0100000000"), ("0305", "0102030000"), ("A1", "not a code")]);
+        let other = |v: &str| s.lookup_other(v).map(|(via, c)| (via, c.code));
+        assert_eq!(other("030507"), Some(("0305".into(), "0102039900".into())));
+        assert_eq!(other("0399"), Some(("03".into(), "0199000000".into())));
+        assert_eq!(other("03050000"), Some(("0305".into(), "0102039900".into())));
+        assert_eq!(other("04"), None, "no ancestor");
+        assert_eq!(other("0412"), None);
+        assert_eq!(other("A1B2"), None, "the ancestor's value is not a classification code");
+        assert_eq!(s.invalid_appeal_codes(), ["`A1` = `not a code`"]);
+    }
+
+    #[test]
+    fn a_padded_ancestor_is_found() {
+        let s = set(&[("030000", "0102000000")]);
+        assert_eq!(
+            s.lookup_other("030701").map(|(via, c)| (via, c.code)),
+            Some(("030000".into(), "0102990000".into()))
+        );
     }
 }

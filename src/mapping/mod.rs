@@ -124,8 +124,13 @@ pub struct Mapping {
 /// The outcome of mapping one source row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mapped {
-    /// A row to upsert, in field order, with its checksum.
-    Row { values: Vec<Value>, checksum: [u8; 32] },
+    /// A row to upsert, in field order, with its checksum, and how many of
+    /// its fields fell back to an 'other' classification.
+    Row {
+        values: Vec<Value>,
+        checksum: [u8; 32],
+        fallbacks: u32,
+    },
     /// The source marks the row deleted; the target key values.
     Deleted { key: Vec<Value> },
 }
@@ -163,8 +168,11 @@ impl Mapping {
         }
         let mut values = Vec::with_capacity(self.fields.len());
         let mut h = Sha256::new();
+        let mut fallbacks = 0;
         for f in &self.fields {
-            let v = f.apply(row, self.zone)?;
+            let mut fell_back = false;
+            let v = f.apply_noting(row, self.zone, &mut fell_back)?;
+            fallbacks += u32::from(fell_back);
             h.update(f.target.as_str().as_bytes());
             h.update([0x1f]);
             v.write_canonical(&mut |b| h.update(b));
@@ -175,6 +183,7 @@ impl Mapping {
         Ok(Mapped::Row {
             values,
             checksum: h.finalize().into(),
+            fallbacks,
         })
     }
 
@@ -472,7 +481,11 @@ struct RawRule {
     #[serde(default)]
     default: Option<Spanned<toml::Value>>,
     #[serde(default)]
+    fallback: Option<Spanned<String>>,
+    #[serde(default)]
     appeal_code: Option<bool>,
+    #[serde(default)]
+    division: Option<bool>,
     #[serde(default)]
     mask: Option<Spanned<String>>,
     #[serde(default)]
@@ -919,14 +932,61 @@ fn compile_rule(
             ),
         }
     }
+    let fallback_other = match &r.fallback {
+        Some(f) if f.get_ref() == "other" && r.codeset.is_some() => true,
+        Some(f) if f.get_ref() == "other" => {
+            err(diags, f.span(), "`fallback` goes with `codeset`".into());
+            false
+        }
+        Some(f) => {
+            err(
+                diags,
+                f.span(),
+                format!(
+                    "fallback `{}`: expected \"other\" (the nearest ancestor's 99 classification)",
+                    f.get_ref()
+                ),
+            );
+            false
+        }
+        None => false,
+    };
     if let Some(cs) = &r.codeset {
         let default = r.default.as_ref().map(|d| toml_to_text(d.get_ref()));
         match ctx.codesets.resolve(cs.get_ref(), partner) {
-            Ok(set) => transforms.push((Transform::Codeset { set, default }, cs.span())),
+            Ok(set) => {
+                if fallback_other {
+                    let bad = set.invalid_appeal_codes();
+                    if !bad.is_empty() {
+                        err(
+                            diags,
+                            cs.span(),
+                            format!(
+                                "fallback = \"other\" needs classification codes in code set `{}`, but {} {} not: {}",
+                                set.name,
+                                bad.len(),
+                                if bad.len() == 1 { "is" } else { "are" },
+                                bad.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+                            ),
+                        );
+                    }
+                }
+                transforms.push((
+                    Transform::Codeset {
+                        set,
+                        default,
+                        fallback_other,
+                    },
+                    cs.span(),
+                ))
+            }
             Err(e) => err(diags, cs.span(), e),
         }
     } else if let Some(d) = &r.default {
         err(diags, d.span(), "`default` goes with `codeset`".into());
+    }
+    if r.division == Some(true) {
+        transforms.push((Transform::Division, span.clone()));
     }
     if r.appeal_code == Some(true) {
         transforms.push((Transform::AppealCode, span.clone()));

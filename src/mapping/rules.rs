@@ -89,10 +89,16 @@ impl MaskKind {
 pub enum Transform {
     None,
     Datetime(DatetimeSpec),
+    /// `fallback_other`: an unknown code goes to its nearest known
+    /// ancestor's 'other' classification ([`CodeSet::lookup_other`]).
     Codeset {
         set: Arc<CodeSet>,
         default: Option<String>,
+        fallback_other: bool,
     },
+    /// `division = true`: a GB/T 2260 code, 6 digits; 9- and 12-digit
+    /// statistical codes give their first six.
+    Division,
     AppealCode,
     Mask(MaskKind),
     Hash {
@@ -223,6 +229,12 @@ impl Field {
 
     /// Computes the field from a source row.
     pub fn apply(&self, row: &[Value], zone: FixedOffset) -> Result<Value, Rejection> {
+        self.apply_noting(row, zone, &mut false)
+    }
+
+    /// [`Field::apply`], setting `fell_back` when a code set fell back to an
+    /// 'other' classification (the run counts those).
+    pub fn apply_noting(&self, row: &[Value], zone: FixedOffset, fell_back: &mut bool) -> Result<Value, Rejection> {
         let raw = match &self.input {
             Input::Column(i) => &row[*i],
             Input::Const(v) => v,
@@ -258,7 +270,11 @@ impl Field {
             Transform::Datetime(spec) => {
                 datetime::parse(&v, spec, zone).map_err(|m| self.reject("datetime", Some(&v), m))?
             }
-            Transform::Codeset { set, default } => match v.as_text() {
+            Transform::Codeset {
+                set,
+                default,
+                fallback_other,
+            } => match v.as_text() {
                 None if v.is_null() => Value::Null,
                 None => {
                     return Err(self.reject(
@@ -270,6 +286,18 @@ impl Field {
                 Some(t) if t.trim().is_empty() => Value::Null,
                 Some(t) => match set.lookup(&t) {
                     Some(p) => Value::Text(p.to_string()),
+                    None if *fallback_other && set.lookup_other(&t).is_some() => {
+                        let (via, code) = set.lookup_other(&t).expect("checked");
+                        tracing::info!(
+                            field = %self.target,
+                            value = %self.show(&v),
+                            via = %via,
+                            code = %code,
+                            "unknown code fell back to its ancestor's 'other' classification"
+                        );
+                        *fell_back = true;
+                        Value::Text(code.code)
+                    }
                     None => match default {
                         Some(d) => Value::Text(d.clone()),
                         None => {
@@ -299,6 +327,14 @@ impl Field {
             Transform::Mask(k) => match v.as_text() {
                 None => Value::Null,
                 Some(t) => Value::Text(k.apply(&t)),
+            },
+            Transform::Division => match v.as_text() {
+                None if v.is_null() => Value::Null,
+                Some(t) if t.trim().is_empty() => Value::Null,
+                _ => match division(&v.to_string()) {
+                    Ok(code) => Value::Text(code),
+                    Err(m) => return Err(self.reject("division", Some(&v), m)),
+                },
             },
             Transform::Hash { kind, keys } => match self.plain(&v) {
                 None => Value::Null,
@@ -330,5 +366,67 @@ impl Field {
             }
         }
         Ok(out)
+    }
+}
+
+/// GB/T 2260 province codes (the first two digits of a division code).
+const PROVINCES: &[&str] = &[
+    "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37", "41", "42", "43", "44",
+    "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64", "65", "71", "81", "82",
+];
+
+/// Checks a GB/T 2260 division code's shape and returns its six digits: a
+/// 9-digit (township) or 12-digit (village) statistical code gives its
+/// county part. The error says exactly what is wrong.
+pub fn division(raw: &str) -> Result<String, String> {
+    let s: String = raw.trim().chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+    if let Some(bad) = s.chars().find(|c| !c.is_ascii_digit()) {
+        return Err(format!("division code `{raw}`: `{bad}` is not a digit"));
+    }
+    let code = match s.len() {
+        6 => s.clone(),
+        9 | 12 => s[..6].to_string(),
+        n => {
+            return Err(format!(
+                "division code `{raw}`: {n} digits, expected 6 (or a 9- or 12-digit statistical code)"
+            ))
+        }
+    };
+    if !PROVINCES.contains(&&code[..2]) {
+        return Err(format!(
+            "division code `{raw}`: `{}` is not a province code",
+            &code[..2]
+        ));
+    }
+    if &code[2..4] == "00" && &code[4..6] != "00" {
+        return Err(format!(
+            "division code `{raw}`: the city part is `00` but the county part is `{}`",
+            &code[4..6]
+        ));
+    }
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::division;
+
+    #[test]
+    fn division_codes_are_checked_and_statistical_codes_shortened() {
+        assert_eq!(division("460105").unwrap(), "460105");
+        assert_eq!(division(" 460000 ").unwrap(), "460000");
+        assert_eq!(division("460105003001").unwrap(), "460105", "12-digit village code");
+        assert_eq!(division("460105003").unwrap(), "460105", "9-digit township code");
+        assert_eq!(division("469001").unwrap(), "469001");
+        for (bad, why) in [
+            ("4601", "4 digits"),
+            ("990105", "`99` is not a province code"),
+            ("460005", "city part is `00`"),
+            ("46010X", "`X` is not a digit"),
+            ("秀英区", "is not a digit"),
+        ] {
+            let e = division(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 }
