@@ -111,6 +111,11 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Load reference data from CSV into the provincial tables (checked first; one transaction).
+    Load {
+        #[command(subcommand)]
+        what: crate::load::Action,
+    },
     /// Print a new random key in hex for [protection] keys (store it in a credential file).
     Keygen {
         /// What the key is for: sm4 (16 bytes), aes-256-gcm (32), hmac-sm3 (32).
@@ -229,6 +234,7 @@ async fn dispatch(cli: Cli) -> i32 {
     match &cli.command {
         Command::Demo { .. } | Command::Daemon | Command::Keygen { .. } => unreachable!("handled above"),
         Command::Decrypt { values } => decrypt(&cfg, values),
+        Command::Load { what } => crate::load::main(&cfg, what, cli.format).await,
         Command::Hash { mapping, field, value } => hash(&cfg, mapping, field, value),
         Command::Check { offline } => check(&cfg, *offline, cli.format).await,
         Command::Migrate { state_only } => match crate::db::Pool::connect(&cfg.province, true).await {

@@ -367,6 +367,8 @@ fn resolve_credential(p: &Path) -> PathBuf {
 pub struct Partner {
     pub name: String,
     pub title: Option<String>,
+    /// `hotline = "…"`: the hotline this partner serves, for reports.
+    pub hotline: Option<String>,
     pub endpoint: Endpoint,
     pub defaults: PartnerDefaults,
 }
@@ -462,6 +464,10 @@ struct RawPartner {
     name: Spanned<String>,
     #[serde(default)]
     title: Option<String>,
+    /// The hotline this partner serves (a `hotline.hotline_code`, e.g.
+    /// `yc_12315`): reports group partners by it.
+    #[serde(default)]
+    hotline: Option<String>,
     url: Spanned<String>,
     #[serde(default)]
     password_env: Option<Spanned<String>>,
@@ -926,6 +932,7 @@ pub fn load(path: &Path) -> Result<Config, Diagnostics> {
         partners.push(Partner {
             name,
             title: rp.title.clone(),
+            hotline: rp.hotline.clone(),
             endpoint,
             defaults: pd,
         });

@@ -36,6 +36,7 @@ pub mod diag;
 pub mod exchange;
 pub mod exchange_log;
 pub mod ident;
+pub mod load;
 pub mod mapping;
 pub mod protect;
 pub mod rejects;

@@ -60,6 +60,9 @@ pub struct Report {
     pub until: DateTime<Utc>,
     pub summary: Summary,
     pub partners: Vec<PartnerReport>,
+    /// Partners grouped by the hotline they serve (`hotline = …` on a
+    /// partner); partners without one are in no group.
+    pub hotlines: Vec<HotlineGroup>,
     /// The exchange log's head when the report was made: keep it elsewhere
     /// to detect a wholesale rewrite of the log later.
     pub log_head: LogHead,
@@ -83,10 +86,24 @@ pub struct Summary {
     pub runs_failed: i64,
 }
 
+/// The partners serving one hotline, with their combined health.
+#[derive(Debug, Clone, Serialize)]
+pub struct HotlineGroup {
+    pub hotline: String,
+    /// From the provincial `hotline` table, when it lists the code.
+    pub name: Option<String>,
+    pub service_number: Option<String>,
+    pub health: Health,
+    pub partners: Vec<String>,
+    pub rows_moved: i64,
+    pub rows_rejected: i64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PartnerReport {
     pub partner: String,
     pub title: Option<String>,
+    pub hotline: Option<String>,
     pub health: Health,
     pub mappings: Vec<MappingReport>,
 }
@@ -196,6 +213,7 @@ pub async fn build(
         partners.push(PartnerReport {
             partner: p.name.clone(),
             title: p.title.clone(),
+            hotline: p.hotline.clone(),
             health,
             mappings: maps,
         });
@@ -217,6 +235,7 @@ pub async fn build(
             summary.runs_failed += m.runs_failed;
         }
     }
+    let hotlines = hotline_groups(pool, &partners).await;
     Ok(Report {
         schema_version: SCHEMA_VERSION,
         generated_at: now,
@@ -224,8 +243,48 @@ pub async fn build(
         until,
         summary,
         partners,
+        hotlines,
         log_head,
     })
+}
+
+/// Groups partners by hotline, named from the `hotline` table where it
+/// lists the code (a province on its own schema may have no such table).
+async fn hotline_groups(pool: &Pool, partners: &[PartnerReport]) -> Vec<HotlineGroup> {
+    let mut groups: BTreeMap<&str, HotlineGroup> = BTreeMap::new();
+    for p in partners {
+        let Some(h) = p.hotline.as_deref() else { continue };
+        let g = groups.entry(h).or_insert_with(|| HotlineGroup {
+            hotline: h.to_string(),
+            name: None,
+            service_number: None,
+            health: Health::Healthy,
+            partners: Vec::new(),
+            rows_moved: 0,
+            rows_rejected: 0,
+        });
+        g.partners.push(p.partner.clone());
+        g.health = g.health.max(p.health);
+        for m in &p.mappings {
+            g.rows_moved += m.inserted + m.updated + m.deleted;
+            g.rows_rejected += m.rejected;
+        }
+    }
+    for g in groups.values_mut() {
+        if let Ok(rows) = fetch_pool(
+            pool,
+            "SELECT name, service_number FROM hotline WHERE hotline_code = ?",
+            &[g.hotline.as_str().into()],
+        )
+        .await
+        {
+            if let Some(r) = rows.first() {
+                g.name = r.text(0).ok().flatten();
+                g.service_number = r.text(1).ok().flatten();
+            }
+        }
+    }
+    groups.into_values().collect()
 }
 
 async fn mapping_report(
@@ -494,6 +553,23 @@ pub fn text(r: &Report, zone: chrono::FixedOffset) -> String {
         .max()
         .unwrap_or(7)
         .max(7);
+    if !r.hotlines.is_empty() {
+        s.push_str("\nby hotline\n");
+        for g in &r.hotlines {
+            let label = match (&g.service_number, &g.name) {
+                (Some(n), Some(name)) => format!("{} {n} {name}", g.hotline),
+                (None, Some(name)) => format!("{} {name}", g.hotline),
+                _ => g.hotline.clone(),
+            };
+            s.push_str(&format!(
+                "  {:<8} {label}: {} — {} rows moved, {} rejected\n",
+                g.health.as_str(),
+                g.partners.join(", "),
+                g.rows_moved,
+                g.rows_rejected
+            ));
+        }
+    }
     for p in &r.partners {
         s.push_str(&format!(
             "\n{} {}{}\n",

@@ -2,6 +2,7 @@
 //! Each test is named for the behaviour it proves.
 
 mod daemon;
+mod domain;
 mod faults;
 mod files;
 mod helpers;

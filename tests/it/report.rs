@@ -23,6 +23,19 @@ async fn history(q: Engine) -> Setup {
     bad.qdlx = "9".into();
     insert(&s.partner, &[bad]).await;
     assert_eq!(s.run().await.counts.rejected, 1);
+    // The partner serves a hotline the registry lists.
+    let cfg = s.scratch.path();
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&cfg).unwrap() + "hotline = \"hk_12345\"\n",
+    )
+    .unwrap();
+    s.province
+        .exec(
+            "INSERT INTO hotline (hotline_code, name, service_number, department, kind, integration_mode, exchange_mode) \
+             VALUES ('hk_12345', '海口市12345热线', '12345', '海口市营商环境建设局', 'city_platform', 'merged', 'two-way')",
+        )
+        .await;
     s
 }
 
@@ -40,6 +53,17 @@ async fn the_report_counts_what_the_runs_did(q: Engine) {
     let j: serde_json::Value = serde_json::from_str(&report(&s, &["--format", "json"])).unwrap();
     let m = &j["partners"][0]["mappings"][0];
     assert_eq!(m["mapping"], "haikou.work_order");
+    let h = &j["hotlines"][0];
+    assert_eq!(
+        (&h["hotline"], &h["name"], &h["service_number"]),
+        (&"hk_12345".into(), &"海口市12345热线".into(), &"12345".into()),
+        "{h}"
+    );
+    assert_eq!(
+        (&h["partners"][0], &h["rows_moved"], &h["health"]),
+        (&"haikou".into(), &151.into(), &"silent".into())
+    );
+    assert!(report(&s, &[]).contains("hk_12345 12345 海口市12345热线: haikou"));
     assert_eq!((m["runs_ok"].as_i64(), m["runs_failed"].as_i64()), (Some(3), Some(1)));
     assert_eq!(m["inserted"], 150);
     assert_eq!(m["updated"], 1);
