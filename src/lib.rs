@@ -41,6 +41,7 @@ pub mod mapping;
 pub mod protect;
 pub mod rejects;
 pub mod report;
+pub mod samples;
 pub mod secret;
 pub mod shutdown;
 pub mod state;

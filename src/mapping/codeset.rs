@@ -35,30 +35,55 @@ impl CodeSet {
     }
 
     /// `fallback = "other"`: for a partner code the set does not know, the
-    /// nearest ancestor it does know (the code cut two characters at a time,
-    /// as written or padded with `0` to its length), translated to a
-    /// classification code, and that code's 'other' child (`99` one level
-    /// down). `None` when no ancestor is known or the translation is not a
-    /// valid classification code.
+    /// nearest ancestor it does know, translated to a classification code,
+    /// and that code's 'other' child (`99` one level down). A partner code's
+    /// ancestors are its prefixes: cut at the last separator (`-`, `/`, `.`,
+    /// `>`, `|`: `食品-乳制品` → `食品`) when it has one, else two
+    /// characters at a time (`CS0107` → `CS01` → `CS`), each also tried
+    /// padded with `0` to the code's length (`030701` → `030700`). `None`
+    /// when no ancestor is known or its translation is not a valid
+    /// classification code.
     pub fn lookup_other(&self, partner_value: &str) -> Option<(String, AppealCode)> {
         let v = partner_value.trim();
-        if !v.is_ascii() {
-            return None;
-        }
-        let mut cut = v.len();
-        while cut > 2 {
-            cut -= 2;
-            let prefix = &v[..cut];
-            let padded = format!("{prefix:0<width$}", width = v.len());
-            for candidate in [prefix, padded.as_str()] {
-                if let Some(p) = self.lookup(candidate) {
-                    return appeal_code::normalize(p)
-                        .ok()
-                        .map(|c| (candidate.to_string(), c.other_child()));
+        let is_sep = |c: char| matches!(c, '-' | '/' | '.' | '>' | '|' | '－' | '／');
+        let found = |candidate: &str| {
+            self.lookup(candidate).map(|p| {
+                (
+                    candidate.to_string(),
+                    appeal_code::normalize(p).ok().map(|c| c.other_child()),
+                )
+            })
+        };
+        let hit = if v.contains(is_sep) {
+            let mut rest = v;
+            let mut hit = None;
+            while let Some(cut) = rest.rfind(is_sep) {
+                rest = rest[..cut].trim_end();
+                if let Some(h) = found(rest) {
+                    hit = Some(h);
+                    break;
                 }
             }
+            hit
+        } else {
+            let chars: Vec<char> = v.chars().collect();
+            let mut hit = None;
+            let mut cut = chars.len();
+            while hit.is_none() && cut > 2 {
+                cut -= 2;
+                let prefix: String = chars[..cut].iter().collect();
+                let padded: String = prefix
+                    .chars()
+                    .chain(std::iter::repeat_n('0', chars.len() - cut))
+                    .collect();
+                hit = found(&prefix).or_else(|| found(&padded));
+            }
+            hit
+        };
+        match hit {
+            Some((via, Some(code))) => Some((via, code)),
+            _ => None,
         }
-        None
     }
 
     /// Values that are not valid classification codes (for `fallback`).
@@ -211,6 +236,21 @@ mod tests {
         assert_eq!(other("0412"), None);
         assert_eq!(other("A1B2"), None, "the ancestor's value is not a classification code");
         assert_eq!(s.invalid_appeal_codes(), ["`A1` = `not a code`"]);
+        // Not ASCII, no separator: cut by characters, never inside one.
+        assert_eq!(other("食品乳品"), None);
+    }
+
+    #[test]
+    fn a_separated_taxonomy_is_cut_at_its_separators() {
+        let s = set(&[("食品", "0202010000"), ("家电", "0201010000")]);
+        let other = |v: &str| s.lookup_other(v).map(|(via, c)| (via, c.code));
+        assert_eq!(other("食品-乳制品"), Some(("食品".into(), "0202019900".into())));
+        assert_eq!(
+            other("食品 / 乳制品 / 酸奶"),
+            Some(("食品".into(), "0202019900".into()))
+        );
+        assert_eq!(other("二手车"), None);
+        assert_eq!(other("服装-童装"), None);
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //!    `division`, `mask = "phone" | "id" | "name"`, `hash = "sha256" |
 //!    "hmac-sm3"` or `protect = "sm4" | "aes-256-gcm"` (see [`crate::protect`]);
 //!    a personal field (`personal = "phone"`, …) is normalised first, so
-//!    `+86 138-0013-8000` and `13800138000` hash alike;
+//!    `+86 138-0013-8000` and `13800138000` hash alike, and a personal value
+//!    masked upstream (it holds `*`) hashes to NULL;
 //! 6. checks on the output: `required = true` (not NULL, not empty),
 //!    `max_chars = N` (characters, not bytes).
 //!
@@ -338,6 +339,9 @@ impl Field {
             },
             Transform::Hash { kind, keys } => match self.plain(&v) {
                 None => Value::Null,
+                // Masked upstream (`138****1234`): no longer the person's
+                // value, and hashing it would make every such row look alike.
+                Some(t) if self.personal.is_some() && t.contains('*') => Value::Null,
                 Some(t) => Value::Text(keys.hash(*kind, &t).map_err(|m| self.reject("hash", None, m))?),
             },
             Transform::Protect { .. } => match self.plain(&v) {

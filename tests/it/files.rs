@@ -214,27 +214,42 @@ fn the_shipped_example_config_and_mappings_check_clean_offline() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     std::fs::copy(root.join("deploy/exchange.toml"), dir.path().join("exchange.toml")).unwrap();
     std::fs::create_dir_all(dir.path().join("mappings/codesets")).unwrap();
-    for f in [
-        "haikou_work_order.toml",
-        "dept12315_work_order.toml",
-        "codesets/haikou.toml",
-        "codesets/dept12315.toml",
-    ] {
-        std::fs::copy(
-            root.join("mappings/examples").join(f),
-            dir.path().join("mappings").join(f),
-        )
-        .unwrap();
+    let mut tests = 0;
+    for dir_in in ["mappings/examples", "mappings/examples/codesets", "mappings/codesets"] {
+        for e in std::fs::read_dir(root.join(dir_in)).unwrap() {
+            let f = e.unwrap().path();
+            if f.extension().is_some_and(|x| x == "toml") {
+                let to = if dir_in.ends_with("codesets") {
+                    "mappings/codesets"
+                } else {
+                    "mappings"
+                };
+                tests += std::fs::read_to_string(&f).unwrap().matches("[[test]]").count();
+                std::fs::copy(&f, dir.path().join(to).join(f.file_name().unwrap())).unwrap();
+            }
+        }
     }
-    let o = hlx(&[
-        "-c",
-        dir.path().join("exchange.toml").to_str().unwrap(),
-        "check",
-        "--offline",
-    ]);
+    // The unit's credentials: relative key files are read from there.
+    let creds = tempfile::tempdir().unwrap();
+    std::fs::write(creds.path().join("sm4-2026"), "00112233445566778899aabbccddeeff").unwrap();
+    std::fs::write(creds.path().join("hmac-2026"), "ab".repeat(32)).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_hlx"))
+        .args([
+            "-c",
+            dir.path().join("exchange.toml").to_str().unwrap(),
+            "check",
+            "--offline",
+        ])
+        .env("HLX_LOG", "error")
+        .env("CREDENTIALS_DIRECTORY", creds.path())
+        .output()
+        .unwrap();
     let out = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");
-    assert!(out.contains("2 partner(s), 2 mapping(s), 7 mapping test(s)"), "{out}");
+    assert!(
+        out.contains(&format!("3 partner(s), 4 mapping(s), {tests} mapping test(s)")),
+        "{out}"
+    );
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 mod daemon;
 mod domain;
+mod examples;
 mod faults;
 mod files;
 mod helpers;
