@@ -7,6 +7,7 @@ use crate::exchange::{Exchange, Outcome, Status};
 use crate::shutdown::Shutdown;
 use crate::state::{Position, State};
 use crate::value::Value;
+use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -455,12 +456,26 @@ async fn check(cfg: &Arc<Config>, offline: bool, format: Format) -> i32 {
 /// readable, and declared lengths fit. Returns non-fatal notes.
 async fn check_mapping(ex: &Exchange, m: &crate::mapping::Mapping) -> anyhow::Result<Vec<String>> {
     use crate::db::catalog::Kind;
-    let pool = ex.partner_pool(&m.partner).await?;
-    let reader = crate::db::read::Reader::new(pool, m).await?;
+    let partner = ex.partner_pool(&m.partner).await?;
+    // A pull reads the partner and writes the province; a push the reverse.
+    let (src_pool, tgt_pool, tgt_zone) = if m.direction == crate::mapping::Direction::Push {
+        (ex.province.clone(), partner, m.partner_zone)
+    } else {
+        (partner, ex.province.clone(), ex.config.defaults.timezone)
+    };
+    let reader = crate::db::read::Reader::new(src_pool.clone(), m).await?;
     reader.check_readable().await?;
-    crate::db::write::Writer::new(&ex.province, m, ex.config.defaults.timezone).await?;
+    let writer = crate::db::write::Writer::new(&tgt_pool, m, tgt_zone).await?;
+    if m.direction == crate::mapping::Direction::Push {
+        // hlx writes the partner's table: prove the rights now, not at 3 a.m.
+        let deletes = m.source.deleted.is_some() && matches!(m.target.on_delete, crate::mapping::OnDelete::Delete);
+        writer
+            .check_writable(&tgt_pool, deletes)
+            .await
+            .with_context(|| format!("partner {}", m.partner))?;
+    }
     let mut notes = Vec::new();
-    let target = crate::db::catalog::require(&ex.province, &m.target.table, "target").await?;
+    let target = crate::db::catalog::require(&tgt_pool, &m.target.table, "target").await?;
     for f in &m.fields {
         // Ciphertext and hex digests are longer than the values they stand for.
         if let (Some(need), Ok((_, col))) = (f.stored_chars_needed(), target.column(f.target.as_str())) {
@@ -496,7 +511,7 @@ async fn check_mapping(ex: &Exchange, m: &crate::mapping::Mapping) -> anyhow::Re
         );
     }
     // Indexes: an idle poll must be an index seek, and upserts need a unique key.
-    let pool = ex.partner_pool(&m.partner).await?;
+    let pool = src_pool;
     if let Some(w) = m.source.watermark {
         let wm = reader
             .catalog
@@ -526,7 +541,7 @@ async fn check_mapping(ex: &Exchange, m: &crate::mapping::Mapping) -> anyhow::Re
                 .map(|(_, c)| c.name.to_ascii_lowercase())
         })
         .collect();
-    let idx = crate::db::catalog::indexes(&ex.province, &target).await?;
+    let idx = crate::db::catalog::indexes(&tgt_pool, &target).await?;
     let unique = idx.iter().any(|i| {
         let mut a: Vec<String> = i.columns.iter().map(|c| c.to_ascii_lowercase()).collect();
         let mut b = keys.clone();
@@ -803,30 +818,43 @@ async fn reset(cfg: &Arc<Config>, mapping: &str, to: Option<&str>, rewrite: bool
     }
 }
 
-/// `hlx decrypt`: one plain value per line, in the order given. A value
-/// that does not decrypt is reported on stderr and makes the exit code 1;
-/// the others are still printed.
+/// `hlx decrypt`: one plain value per line, in the order given (a blank
+/// input line gives a blank output line, as a NULL would). A value that does
+/// not decrypt is reported on stderr with its position, its output line is
+/// blank, and the exit code is 1; the others are still printed.
 fn decrypt(cfg: &Config, values: &[String]) -> i32 {
     use std::io::BufRead as _;
-    let values: Vec<String> = if values.is_empty() {
-        std::io::stdin()
-            .lock()
-            .lines()
-            .map_while(Result::ok)
-            .filter(|l| !l.trim().is_empty())
-            .collect()
-    } else {
-        values.to_vec()
-    };
     let mut code = EXIT_OK;
-    for (i, v) in values.iter().enumerate() {
+    let mut one = |n: usize, v: &str| {
+        if v.trim().is_empty() {
+            println!();
+            return;
+        }
         match cfg.keys.decrypt(v) {
             Ok(p) => println!("{p}"),
             Err(e) => {
-                eprintln!("hlx: value {}: {e}", i + 1);
+                eprintln!("hlx: value {n}: {e}");
                 println!();
                 code = EXIT_FAILED;
             }
+        }
+    };
+    if values.is_empty() {
+        for (i, line) in std::io::stdin().lock().split(b'\n').enumerate() {
+            match line {
+                Ok(bytes) => match String::from_utf8(bytes) {
+                    Ok(l) => one(i + 1, l.trim_end_matches('\r')),
+                    Err(_) => one(i + 1, "not UTF-8 (not an hlx ciphertext)"),
+                },
+                Err(e) => {
+                    eprintln!("hlx: reading standard input: {e}");
+                    return EXIT_FAILED;
+                }
+            }
+        }
+    } else {
+        for (i, v) in values.iter().enumerate() {
+            one(i + 1, v);
         }
     }
     code

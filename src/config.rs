@@ -615,6 +615,14 @@ fn keyring(file: &SourceFile, raw: Option<&RawProtection>, base: &Path, diags: &
             }
         }
     }
+    if let (Some(e), Some(h)) = (&r.encrypt_key, &r.hash_key) {
+        if e.get_ref() == h.get_ref() {
+            diags.push(file.at(
+                h.span(),
+                "[protection] hash_key is the encrypt_key: use a separate key for hashing (hlx keygen --for hmac-sm3)",
+            ));
+        }
+    }
     ring.encrypt_key = r.encrypt_key.as_ref().map(|k| k.get_ref().clone());
     ring.hash_key = r.hash_key.as_ref().map(|k| k.get_ref().clone());
     ring

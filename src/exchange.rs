@@ -21,7 +21,7 @@ use crate::config::{Config, OnReject, RATIO_MIN_ROWS};
 use crate::db::read::{Reader, Start};
 use crate::db::write::Writer;
 use crate::db::Pool;
-use crate::mapping::{deleted_checksum, Mapped, Mapping};
+use crate::mapping::{deleted_checksum, Direction, Mapped, Mapping};
 use crate::shutdown::Shutdown;
 use crate::state::{minus, Counts, Position, QuarantineEntry, State, StateRow};
 use crate::value::Value;
@@ -436,25 +436,45 @@ impl Run<'_> {
         }
     }
 
+    /// The source reader and the target writer, by direction: a pull reads
+    /// the partner and writes the province, a push the other way round.
+    /// `BatchCtx::partner` is the pool a push writes in its own transaction.
+    async fn ends(&self) -> Result<(Reader, Writer, Option<Pool>), RunError> {
+        let m = self.m;
+        let partner = self.ex.partner_pool(&m.partner).await?;
+        let province = self.ex.province.clone();
+        if m.direction == Direction::Push {
+            let reader = Reader::new(province, m).await.context("province (the push's source)")?;
+            let writer = Writer::new(&partner, m, m.partner_zone)
+                .await
+                .with_context(|| format!("partner {} (the push's target)", m.partner))?;
+            Ok((reader, writer, Some(partner)))
+        } else {
+            let reader = Reader::new(partner, m)
+                .await
+                .with_context(|| format!("partner {}", m.partner))?;
+            let writer = Writer::new(&province, m, self.ex.config.defaults.timezone)
+                .await
+                .context("province")?;
+            Ok((reader, writer, None))
+        }
+    }
+
     /// Returns `Ok(true)` when it stopped early for shutdown.
     async fn go(&mut self, shutdown: &Shutdown) -> Result<bool, RunError> {
         let m = self.m;
-        let pool = self.ex.partner_pool(&m.partner).await?;
-        let reader = Reader::new(pool, m)
-            .await
-            .with_context(|| format!("partner {}", m.partner))?;
-        let writer = Writer::new(&self.ex.province, m, self.ex.config.defaults.timezone)
-            .await
-            .context("province")?;
+        let (reader, writer, partner) = self.ends().await?;
         self.position = self.ex.state.position(self.id).await?;
         let has_quarantine = self.ex.state.open_quarantine_count(&m.name).await? > 0;
+        // A first load into PostgreSQL skips the checksum lookups (see `write`).
+        let target_engine = partner.as_ref().unwrap_or(&self.ex.province).engine();
         let ctx = BatchCtx {
             writer: &writer,
             has_quarantine,
             mapping: Arc::new(m.clone()),
+            partner,
         };
-        // A first load on PostgreSQL skips the checksum lookups (see `write`).
-        self.optimistic = self.ex.province.engine() == crate::db::Engine::Postgres
+        self.optimistic = target_engine == crate::db::Engine::Postgres
             && self.position.is_none()
             && !self.ex.state.has_row_state(self.id).await?;
 
@@ -499,20 +519,13 @@ impl Run<'_> {
     /// the source, with no position to move.
     async fn retry(&mut self, ids: &[i64], skipped: &mut Vec<RetrySkip>) -> Result<(), RunError> {
         let m = self.m;
-        let pool = self.ex.partner_pool(&m.partner).await?;
-        let reader = Reader::new(pool, m).await.with_context(|| {
-            format!(
-                "partner {} (its column types are needed to re-map stored rows)",
-                m.partner
-            )
-        })?;
-        let writer = Writer::new(&self.ex.province, m, self.ex.config.defaults.timezone)
-            .await
-            .context("province")?;
+        // The source's column types are needed to re-map stored rows.
+        let (reader, writer, partner) = self.ends().await?;
         let ctx = BatchCtx {
             writer: &writer,
             has_quarantine: true,
             mapping: Arc::new(m.clone()),
+            partner,
         };
         let mut after = 0;
         loop {
@@ -759,14 +772,24 @@ impl Run<'_> {
             }
         }
 
-        // Target writes; rows the target refuses join the rejections.
+        // Target writes; rows the target refuses join the rejections. A
+        // push writes the partner in a transaction of its own.
+        let target = if ctx.partner.is_some() {
+            format!("partner {}", m.partner)
+        } else {
+            "province".to_string()
+        };
+        let mut ptx = match &ctx.partner {
+            Some(p) => Some(p.begin().await.with_context(|| target.clone())?),
+            None => None,
+        };
         let fresh = upserts.iter().all(|u| u.new);
         let slices: Vec<&[Value]> = upserts.iter().map(|u| u.values).collect();
         let refused = ctx
             .writer
-            .upsert(&mut tx, &slices, fresh)
+            .upsert(ptx.as_mut().unwrap_or(&mut tx), &slices, fresh)
             .await
-            .context("province: writing the target")?;
+            .with_context(|| format!("{target}: writing the target"))?;
         let refused_idx: std::collections::HashSet<usize> = refused.iter().map(|(j, _)| *j).collect();
         c.fallbacks = upserts
             .iter()
@@ -810,9 +833,9 @@ impl Run<'_> {
             let dkeys: Vec<Vec<Value>> = deletes.iter().map(|d| d.1.clone()).collect();
             let n = ctx
                 .writer
-                .delete(&mut tx, &dkeys)
+                .delete(ptx.as_mut().unwrap_or(&mut tx), &dkeys)
                 .await
-                .context("province: applying deletes")?;
+                .with_context(|| format!("{target}: applying deletes"))?;
             c.deleted += n;
             c.unchanged += deletes.len() as u64 - n.min(deletes.len() as u64);
             for (i, _) in &deletes {
@@ -836,7 +859,9 @@ impl Run<'_> {
             let mut new_rejects = 0u64;
             for (i, rej) in &rejects {
                 let raw = m.raw_json(&rows[*i]).to_string();
-                let digest = Sha256::digest(format!("{raw}\u{1f}{rej}").as_bytes()).to_vec();
+                // Over the row as read (protected columns keyed, not their
+                // fresh ciphertext): the same rejected row gives the same digest.
+                let digest = Sha256::digest(format!("{}\u{1f}{rej}", m.raw_fingerprint(&rows[*i])).as_bytes()).to_vec();
                 // A retry records every attempt (attempts, last seen, its run).
                 if !self.retry && open.get(keys[*i].as_str()) == Some(&digest) {
                     c.unchanged += 1;
@@ -944,6 +969,12 @@ impl Run<'_> {
                 "lost the mapping's lease to another process; batch rolled back"
             )));
         }
+        if let Some(p) = ptx {
+            // The partner first: the province's state then records what the
+            // partner holds. If the province commit fails now, the next run
+            // re-sends this batch (upserts on the key: no duplicates).
+            p.commit().await.with_context(|| format!("{target}: commit"))?;
+        }
         tx.commit().await.context("province: commit")?;
         tracing::debug!(
             rows = rows.len(),
@@ -1022,7 +1053,7 @@ fn stored_row(m: &Mapping, reader: &Reader, e: &crate::state::Quarantined) -> Re
             }
         });
         match j {
-            Some(j) => row.push(reader.value_from_raw(i, j)),
+            Some(j) => row.push(reader.value_from_raw(i, &m.raw_value(i, j)?)),
             None => {
                 return Err(format!(
                     "the stored row has no column `{c}`, which the mapping reads now; re-read the table instead \
@@ -1091,6 +1122,10 @@ struct BatchCtx<'a> {
     writer: &'a Writer,
     has_quarantine: bool,
     mapping: Arc<Mapping>,
+    /// A push writes the partner in its own transaction, committed before
+    /// the province's (state, quarantine, log): a crash in between re-sends
+    /// the batch, which the upsert on the key makes harmless.
+    partner: Option<Pool>,
 }
 
 /// A batch read from the source and mapped, ready to write.

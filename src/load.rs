@@ -161,9 +161,10 @@ fn read_csv(path: &Path, required: &[&str]) -> Result<Vec<Record>, Vec<String>> 
     let at = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| vec![format!("{at}: cannot read: {e}")])?;
     let text = String::from_utf8(bytes).map_err(|e| {
+        let good = e.utf8_error().valid_up_to();
+        let line = 1 + e.as_bytes()[..good].iter().filter(|b| **b == b'\n').count();
         vec![format!(
-            "{at}: not UTF-8 (byte {}): save the file as UTF-8 (GBK files need converting, e.g. iconv -f GBK -t UTF-8)",
-            e.utf8_error().valid_up_to()
+            "{at}:{line}: not UTF-8: save the file as UTF-8 (GBK files need converting, e.g. iconv -f GBK -t UTF-8)"
         )]
     })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
@@ -291,6 +292,16 @@ pub fn read_hotlines(path: &Path) -> Result<Vec<Hotline>, Vec<String>> {
         }
         if values[1].is_empty() {
             problems.push(format!("{at}:{line}: hotline {code} has no name"));
+        }
+        // The widths of the default `hotline` table.
+        for (i, max) in [(0, 32), (1, 200), (2, 32), (3, 200)] {
+            let n = values[i].chars().count();
+            if n > max {
+                problems.push(format!(
+                    "{at}:{line}: {} has {n} characters, at most {max} fit",
+                    HOTLINE_COLUMNS[i]
+                ));
+            }
         }
         for (i, allowed) in [(4, KINDS), (5, INTEGRATION), (6, EXCHANGE)] {
             if !allowed.contains(&values[i].as_str()) {
@@ -550,7 +561,7 @@ mod tests {
         let f = file("编码,名称\n01,x\n");
         assert!(read_categories(f.path()).unwrap_err()[0].contains("the header lacks `code`, `name`"));
         std::fs::write(f.path(), b"code,name\n01,\xb3\xc7\n").unwrap();
-        assert!(read_categories(f.path()).unwrap_err()[0].contains("not UTF-8"));
+        assert!(read_categories(f.path()).unwrap_err()[0].contains(":2: not UTF-8"));
     }
 
     #[test]
@@ -574,6 +585,15 @@ mod tests {
         assert!(
             e.iter()
                 .any(|p| p.contains(":5: hotline_code yc_3 is already on line 4")),
+            "{e:?}"
+        );
+        let f = file(&format!(
+            "{head}yc_1,x,{},d,department_line,merged,receive,\n",
+            "9".repeat(33)
+        ));
+        let e = read_hotlines(f.path()).unwrap_err();
+        assert!(
+            e[0].contains(":2: service_number has 33 characters, at most 32 fit"),
             "{e:?}"
         );
     }

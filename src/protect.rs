@@ -274,6 +274,16 @@ pub fn hmac_sm3(key: &[u8], data: &[u8]) -> [u8; 32] {
     m.finalize().into_bytes().into()
 }
 
+/// HMAC-SM3 under `key` of `label ‖ 0x00 ‖ data`: a keyed digest kept apart
+/// (by the label) from any other use of the same key.
+pub fn hmac_sm3_labelled(key: &KeyBytes, label: &str, data: &str) -> [u8; 32] {
+    let mut m = <Hmac<sm3::Sm3> as Mac>::new_from_slice(&key.0).expect("HMAC takes any key length");
+    m.update(label.as_bytes());
+    m.update(&[0]);
+    m.update(data.as_bytes());
+    m.finalize().into_bytes().into()
+}
+
 /// A fresh random key in hex, for `hlx keygen`.
 pub fn generate_key_hex(len: usize) -> String {
     let mut bytes = vec![0u8; len];

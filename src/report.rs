@@ -684,7 +684,7 @@ pub fn csv(r: &Report, bom: bool) -> String {
     if bom {
         s.push('\u{feff}');
     }
-    s.push_str("partner,partner_title,mapping,direction,health,health_reason,runs_ok,runs_failed,rows_read,inserted,updated,unchanged,deleted,rejected,fallbacks,quarantined_open,watermark,lag_seconds,worst_lag_seconds,rows_per_second,last_success,first_error,last_error,top_rejection\r\n");
+    s.push_str("partner,partner_title,mapping,direction,health,health_reason,runs_ok,runs_failed,rows_read,inserted,updated,unchanged,deleted,rejected,quarantined_open,watermark,lag_seconds,worst_lag_seconds,rows_per_second,last_success,first_error,last_error,top_rejection,fallbacks\r\n");
     for p in &r.partners {
         for m in &p.mappings {
             let cells: Vec<String> = vec![
@@ -702,7 +702,6 @@ pub fn csv(r: &Report, bom: bool) -> String {
                 m.unchanged.to_string(),
                 m.deleted.to_string(),
                 m.rejected.to_string(),
-                m.fallbacks.to_string(),
                 m.quarantined_open.to_string(),
                 m.watermark.clone().unwrap_or_default(),
                 m.lag_seconds.map(|x| x.to_string()).unwrap_or_default(),
@@ -721,6 +720,8 @@ pub fn csv(r: &Report, bom: bool) -> String {
                     .first()
                     .map(|x| format!("{} × {}: {}", x.count, x.rule, x.example_reason))
                     .unwrap_or_default(),
+                // Added in a later version: at the end, so that columns keep their positions.
+                m.fallbacks.to_string(),
             ];
             s.push_str(&cells.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(","));
             s.push_str("\r\n");

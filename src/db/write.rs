@@ -96,6 +96,32 @@ impl Writer {
         })
     }
 
+    /// Proves the rights the writes need (INSERT, UPDATE, and DELETE when
+    /// `deletes`) with statements that touch no row, in a transaction that
+    /// is rolled back: the server checks rights before it looks for rows.
+    pub async fn check_writable(&self, pool: &Pool, deletes: bool) -> anyhow::Result<()> {
+        let k = &self.cols[self.key[0]].quoted;
+        let t = &self.table;
+        let mut tx = pool.begin().await?;
+        let mut stmts = vec![
+            (
+                "INSERT",
+                format!("INSERT INTO {t} ({k}) SELECT {k} FROM {t} WHERE 1 = 0"),
+            ),
+            ("UPDATE", format!("UPDATE {t} SET {k} = {k} WHERE 1 = 0")),
+        ];
+        if deletes {
+            stmts.push(("DELETE", format!("DELETE FROM {t} WHERE 1 = 0")));
+        }
+        for (right, sql) in stmts {
+            super::sql::exec(&mut tx, &sql, &[])
+                .await
+                .with_context(|| format!("hlx needs the {right} right on {t}"))?;
+        }
+        drop(tx);
+        Ok(())
+    }
+
     /// Converts a value to what the target column holds: naive times become
     /// instants in the partner's zone for zoned columns, instants become
     /// wall-clock time in the province's zone for naive columns.

@@ -86,6 +86,41 @@ impl CodeSet {
         }
     }
 
+    /// The set read the other way (provincial value → partner value), for a
+    /// push: only when it is one-to-one; the error names the provincial
+    /// values that several partner values share.
+    pub fn reversed(&self) -> Result<CodeSet, String> {
+        let mut back: HashMap<String, String> = HashMap::new();
+        let mut shared: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (k, v) in &self.values {
+            shared.entry(v.as_str()).or_default().push(k.as_str());
+            back.insert(v.trim().to_string(), k.clone());
+        }
+        let many: Vec<String> = shared
+            .iter()
+            .filter(|(_, ks)| ks.len() > 1)
+            .map(|(v, ks)| {
+                let mut ks = ks.clone();
+                ks.sort();
+                format!(
+                    "`{v}` ← {}",
+                    ks.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                )
+            })
+            .collect();
+        if !many.is_empty() {
+            return Err(format!(
+                "code set `{}` cannot be reversed: it is not one-to-one ({})",
+                self.name,
+                many.join("; ")
+            ));
+        }
+        Ok(CodeSet {
+            name: format!("{} (reversed)", self.name),
+            values: back,
+        })
+    }
+
     /// Values that are not valid classification codes (for `fallback`).
     pub fn invalid_appeal_codes(&self) -> Vec<String> {
         let mut bad: Vec<String> = self

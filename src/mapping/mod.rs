@@ -23,7 +23,7 @@ use chrono::FixedOffset;
 use codeset::CodeSets;
 use datetime::DatetimeSpec;
 use indexmap::IndexMap;
-use rules::{Field, Input, MaskKind, Rejection, Transform};
+use rules::{Field, Input, MaskKind, Rejection, SealedInput, Transform};
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
@@ -113,12 +113,44 @@ pub struct Mapping {
     pub lookback: Duration,
     pub on_reject: OnReject,
     pub reject_limit: RejectLimit,
-    /// The partner's zone: naive source times are wall-clock time there.
+    /// The source's zone: naive source times are wall-clock time there (the
+    /// partner's for a pull, the province's for a push).
     pub zone: FixedOffset,
+    /// The partner's zone (its naive columns, read or written).
+    pub partner_zone: FixedOffset,
     pub source: SourceSpec,
     pub target: TargetSpec,
     pub fields: Vec<Field>,
+    /// `[confidential]`, checked.
+    pub confidential: Option<Confidential>,
     pub tests: Vec<MappingTest>,
+}
+
+/// Rows whose `column` is true (保密件) never carry `fields` to the target:
+/// they are blanked (NULL), or the row is refused to the quarantine.
+#[derive(Debug, Clone)]
+pub struct Confidential {
+    /// Index into the source columns.
+    pub column: usize,
+    /// Indexes into the fields.
+    pub fields: Vec<usize>,
+    pub refuse: bool,
+}
+
+/// Whether a flag column's value means yes: true, a non-zero number, or
+/// `1`, `true`, `t`, `y`, `yes`, `是` (any case).
+pub fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => *b,
+        Value::Int(i) => *i != 0,
+        Value::Null => false,
+        other => other.as_text().is_some_and(|t| {
+            matches!(
+                t.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "t" | "y" | "yes" | "是"
+            )
+        }),
+    }
 }
 
 /// The outcome of mapping one source row.
@@ -169,13 +201,26 @@ impl Mapping {
         let mut values = Vec::with_capacity(self.fields.len());
         let mut h = Sha256::new();
         let mut fallbacks = 0;
-        for f in &self.fields {
+        let confidential = self.confidential.as_ref().filter(|c| truthy(&row[c.column]));
+        for (i, f) in self.fields.iter().enumerate() {
             let mut fell_back = false;
-            let v = f.apply_noting(row, self.zone, &mut fell_back)?;
+            let mut v = f.apply_noting(row, self.zone, &mut fell_back)?;
+            if let Some(c) = confidential.filter(|c| c.fields.contains(&i) && !v.is_null()) {
+                if c.refuse {
+                    return Err(Rejection {
+                        field: f.target.to_string(),
+                        column: f.from.clone(),
+                        rule: "confidential",
+                        value: None,
+                        message: "a confidential work order (保密件) may not carry this field to the partner".into(),
+                    });
+                }
+                v = Value::Null;
+            }
             fallbacks += u32::from(fell_back);
             h.update(f.target.as_str().as_bytes());
             h.update([0x1f]);
-            v.write_canonical(&mut |b| h.update(b));
+            f.checksum_input(&v).write_canonical(&mut |b| h.update(b));
             h.update([0x1e]);
             // After the checksum: it covers the plain value of a protected field.
             values.push(f.seal(v)?);
@@ -194,15 +239,60 @@ impl Mapping {
         key_text(&key)
     }
 
-    /// The raw row as JSON (for the quarantine): source column → value, in
-    /// the clear, because `hlx rejects retry` maps it again. Whatever shows
-    /// it masks the personal columns ([`Mapping::show_raw`]).
+    /// The raw row as JSON (for the quarantine): source column → value,
+    /// because `hlx rejects retry` maps it again. A column that a `protect`
+    /// field reads is stored encrypted like the field ([`Mapping::raw_value`]
+    /// decrypts it); the rest in the clear, and whatever shows them masks
+    /// the personal ones ([`Mapping::show_raw`]).
     pub fn raw_json(&self, row: &[Value]) -> serde_json::Value {
         let mut m = serde_json::Map::new();
         for (i, c) in self.source.columns.iter().enumerate() {
-            m.insert(c.to_string(), row[i].to_json());
+            let j = match (self.column_cipher(i), &row[i]) {
+                (Some((cipher, keys)), v) if !v.is_null() => match keys.encrypt(cipher, &v.to_string()) {
+                    Ok(sealed) => serde_json::Value::String(sealed),
+                    Err(_) => serde_json::Value::String(HIDDEN.into()),
+                },
+                (_, v) => v.to_json(),
+            };
+            m.insert(c.to_string(), j);
         }
         serde_json::Value::Object(m)
+    }
+
+    /// The raw row as [`Mapping::raw_json`] would hold it, but with a
+    /// protected column as its keyed checksum input instead of a fresh
+    /// ciphertext: stable across reads, and no plain personal value.
+    pub fn raw_fingerprint(&self, row: &[Value]) -> String {
+        let mut m = serde_json::Map::new();
+        for (i, c) in self.source.columns.iter().enumerate() {
+            let protect = self
+                .fields
+                .iter()
+                .find(|f| matches!((&f.input, &f.transform), (Input::Column(x), Transform::Protect { .. }) if *x == i));
+            let j = match protect {
+                Some(f) if !row[i].is_null() => f.checksum_input(&Value::Text(row[i].to_string())).to_json(),
+                _ => row[i].to_json(),
+            };
+            m.insert(c.to_string(), j);
+        }
+        serde_json::Value::Object(m).to_string()
+    }
+
+    /// A stored raw value of source column `col` as the row held it: a
+    /// protected column's ciphertext decrypted.
+    pub fn raw_value(&self, col: usize, j: &serde_json::Value) -> Result<serde_json::Value, String> {
+        match (self.column_cipher(col), j.as_str()) {
+            (Some((_, keys)), Some(t)) if t.starts_with("hlx1:") => keys.decrypt(t).map(serde_json::Value::String),
+            _ => Ok(j.clone()),
+        }
+    }
+
+    /// The cipher and keys of a `protect` field that reads source column `col`.
+    fn column_cipher(&self, col: usize) -> Option<(Cipher, &Arc<Keyring>)> {
+        self.fields.iter().find_map(|f| match (&f.input, &f.transform) {
+            (Input::Column(i), Transform::Protect { cipher, keys }) if *i == col => Some((*cipher, keys)),
+            _ => None,
+        })
     }
 
     /// The mask of source column `col` when a personal field reads it
@@ -232,6 +322,12 @@ impl Mapping {
                         .iter()
                         .position(|c| c.as_str().eq_ignore_ascii_case(name))
                 });
+                let plain = match col.map(|i| self.raw_value(i, j)) {
+                    Some(Ok(p)) => p,
+                    Some(Err(_)) => return (name.clone(), hidden()),
+                    None => j.clone(),
+                };
+                let j = &plain;
                 let v = Value::from_json(j);
                 let shown = match (col.map(|i| self.column_mask(i)), v.as_text()) {
                     _ if j.is_null() => serde_json::Value::Null,
@@ -392,8 +488,21 @@ struct RawMapping {
     source: Spanned<RawSource>,
     target: Spanned<RawTarget>,
     fields: Spanned<IndexMap<Spanned<String>, Spanned<RawField>>>,
+    #[serde(default)]
+    confidential: Option<Spanned<RawConfidential>>,
     #[serde(default, rename = "test")]
     tests: Vec<Spanned<RawTest>>,
+}
+
+/// `[confidential]`: rows flagged confidential (保密件) never carry these
+/// fields to the partner.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfidential {
+    column: Spanned<String>,
+    fields: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    action: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -482,6 +591,10 @@ struct RawRule {
     default: Option<Spanned<toml::Value>>,
     #[serde(default)]
     fallback: Option<Spanned<String>>,
+    #[serde(default)]
+    reverse: Option<Spanned<bool>>,
+    #[serde(default)]
+    decrypt: Option<Spanned<bool>>,
     #[serde(default)]
     appeal_code: Option<bool>,
     #[serde(default)]
@@ -594,15 +707,17 @@ fn compile(file: &SourceFile, raw: RawMapping, ctx: &Context, diags: &mut Diagno
     }
     let direction = match raw.direction.as_ref().map(|d| d.get_ref().as_str()) {
         None | Some("pull") => Direction::Pull,
-        Some("push") | Some("both") => {
+        Some("push") => Direction::Push,
+        Some("both") => {
             let d = raw.direction.as_ref().expect("some");
-            diags.push(file.at(
-                d.span(),
-                format!(
-                    "direction = \"{}\" is not available in this version of hlx (only \"pull\")",
-                    d.get_ref()
+            diags.push(
+                file.at(
+                    d.span(),
+                    "direction = \"both\" (two-way exchange) is not available in this version of hlx; \
+                 write a pull and a push mapping for now"
+                        .to_string(),
                 ),
-            ));
+            );
             Direction::Pull
         }
         Some(other) => {
@@ -661,7 +776,14 @@ fn compile(file: &SourceFile, raw: RawMapping, ctx: &Context, diags: &mut Diagno
         }),
         None => d.reject_limit,
     };
-    let zone = pd.zone.unwrap_or(d.timezone);
+    let partner_zone = pd.zone.unwrap_or(d.timezone);
+    // Naive source times are read in the source's zone: the partner's for a
+    // pull, the province's for a push.
+    let zone = if direction == Direction::Push {
+        d.timezone
+    } else {
+        partner_zone
+    };
 
     // Source columns: key, watermark, deleted marker, then every `from`, in first-use order.
     let mut columns: Vec<Ident> = Vec::new();
@@ -734,6 +856,7 @@ fn compile(file: &SourceFile, raw: RawMapping, ctx: &Context, diags: &mut Diagno
                     required: false,
                     max_chars: None,
                     personal: None,
+                    sealed_input: sealed_input(direction, false, ctx),
                 }
             }
             RawField::Rule(r) => match compile_rule(
@@ -741,7 +864,7 @@ fn compile(file: &SourceFile, raw: RawMapping, ctx: &Context, diags: &mut Diagno
                 &target_id,
                 spec.span(),
                 r,
-                &partner_name,
+                (&partner_name, direction),
                 ctx,
                 &mut col_index,
                 diags,
@@ -756,6 +879,49 @@ fn compile(file: &SourceFile, raw: RawMapping, ctx: &Context, diags: &mut Diagno
         diags.push(file.at(raw.fields.span(), "[fields] is empty: map at least the target key"));
     }
 
+    let confidential = match &raw.confidential {
+        None => None,
+        Some(c) => {
+            let c = c.get_ref();
+            let column = ident(file, &c.column, "[confidential] column", diags).map(&mut col_index);
+            let mut idx = Vec::new();
+            for f in c.fields.get_ref() {
+                match fields
+                    .iter()
+                    .position(|x| x.target.as_str().eq_ignore_ascii_case(f.get_ref()))
+                {
+                    Some(i) => idx.push(i),
+                    None => diags.push(file.at(
+                        f.span(),
+                        format!("[confidential] field `{}` is not one of the [fields]", f.get_ref()),
+                    )),
+                }
+            }
+            if idx.is_empty() {
+                diags.push(file.at(
+                    c.fields.span(),
+                    "[confidential] fields: name the target fields to keep back",
+                ));
+            }
+            let refuse = match c.action.as_ref().map(|a| a.get_ref().as_str()) {
+                None | Some("blank") => false,
+                Some("refuse") => true,
+                Some(other) => {
+                    diags.push(file.at(
+                        c.action.as_ref().expect("some").span(),
+                        format!("[confidential] action `{other}`: expected \"blank\" (send NULL) or \"refuse\" (quarantine the row)"),
+                    ));
+                    false
+                }
+            };
+            column.map(|column| Confidential {
+                column,
+                fields: idx,
+                refuse,
+            })
+        }
+    };
+
     let tgt = raw.target.get_ref();
     let tgt_table = table(file, &tgt.table, "[target] table", diags);
     let mut tgt_key = Vec::new();
@@ -767,6 +933,14 @@ fn compile(file: &SourceFile, raw: RawMapping, ctx: &Context, diags: &mut Diagno
             .iter()
             .position(|f| f.target.as_str().eq_ignore_ascii_case(k.get_ref()))
         {
+            Some(i) if matches!(fields[i].transform, Transform::Protect { .. }) => diags.push(file.at(
+                k.span(),
+                format!(
+                    "[target] key `{}` is a `protect` field: its ciphertext differs on every write, so the key would never match; \
+                     key on a `hash` field instead",
+                    k.get_ref()
+                ),
+            )),
             Some(i) => tgt_key.push(i),
             None => diags.push(file.at(
                 k.span(),
@@ -854,6 +1028,7 @@ fn compile(file: &SourceFile, raw: RawMapping, ctx: &Context, diags: &mut Diagno
         on_reject,
         reject_limit,
         zone,
+        partner_zone,
         source: SourceSpec {
             table: src_table?,
             columns,
@@ -866,6 +1041,7 @@ fn compile(file: &SourceFile, raw: RawMapping, ctx: &Context, diags: &mut Diagno
             key: tgt_key,
             on_delete,
         },
+        confidential,
         fields,
         tests,
     })
@@ -877,7 +1053,7 @@ fn compile_rule(
     target: &Ident,
     span: std::ops::Range<usize>,
     r: &RawRule,
-    partner: &str,
+    (partner, direction): (&str, Direction),
     ctx: &Context,
     col_index: &mut dyn FnMut(Ident) -> usize,
     diags: &mut Diagnostics,
@@ -951,9 +1127,19 @@ fn compile_rule(
         }
         None => false,
     };
+    if let (Some(rev), None) = (&r.reverse, &r.codeset) {
+        err(diags, rev.span(), "`reverse` goes with `codeset`".into());
+    }
     if let Some(cs) = &r.codeset {
         let default = r.default.as_ref().map(|d| toml_to_text(d.get_ref()));
-        match ctx.codesets.resolve(cs.get_ref(), partner) {
+        let resolved = ctx.codesets.resolve(cs.get_ref(), partner).and_then(|set| {
+            if r.reverse.as_ref().is_some_and(|x| *x.get_ref()) {
+                set.reversed().map(Arc::new)
+            } else {
+                Ok(set)
+            }
+        });
+        match resolved {
             Ok(set) => {
                 if fallback_other {
                     let bad = set.invalid_appeal_codes();
@@ -1087,6 +1273,28 @@ fn compile_rule(
         None if r.hash.is_some() || r.protect.is_some() => Some(mask_kind.unwrap_or(MaskKind::Other)),
         None => mask_kind,
     };
+    if let (Some(h), Some(MaskKind::Phone | MaskKind::Id)) = (&r.hash, personal) {
+        if h.get_ref() == "sha256" {
+            diags.push(
+                file.at(
+                    h.span(),
+                    format!(
+                        "field `{target}`: an unkeyed SHA-256 of a phone or ID number is reversed by trying every number; use hash = \"hmac-sm3\""
+                    ),
+                )
+                .warning(),
+            );
+        }
+    }
+    if let Some(d) = r.decrypt.as_ref().filter(|d| *d.get_ref()) {
+        if direction != Direction::Push {
+            err(
+                diags,
+                d.span(),
+                "`decrypt = true` is for push mappings (it sends a value encrypted at rest to the partner in the clear)".into(),
+            );
+        }
+    }
     if diags.errors() > before {
         return None;
     }
@@ -1101,6 +1309,7 @@ fn compile_rule(
         required: r.required.unwrap_or(false),
         max_chars,
         personal,
+        sealed_input: sealed_input(direction, r.decrypt.as_ref().is_some_and(|d| *d.get_ref()), ctx),
     })
 }
 
@@ -1112,5 +1321,15 @@ fn check_chrono_format(f: &str) -> Option<String> {
         Some(format!("datetime format `{f}` has an unknown `%` specifier"))
     } else {
         None
+    }
+}
+
+/// How a field treats ciphertext it reads: only a push reads provincial
+/// columns that may be encrypted at rest.
+fn sealed_input(direction: Direction, decrypt: bool, ctx: &Context) -> SealedInput {
+    match (direction, decrypt) {
+        (Direction::Push, true) => SealedInput::Decrypt(ctx.keys.clone()),
+        (Direction::Push, false) => SealedInput::MaskOnly(ctx.keys.clone()),
+        _ => SealedInput::Pass,
     }
 }

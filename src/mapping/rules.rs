@@ -128,6 +128,21 @@ pub struct Field {
     pub max_chars: Option<usize>,
     /// Personal data: values are masked in rejection messages and reports.
     pub personal: Option<MaskKind>,
+    /// What a push does with an input that is hlx ciphertext (a `protect`ed
+    /// provincial column).
+    pub sealed_input: SealedInput,
+}
+
+/// A push reads provincial columns that may hold ciphertext (`hlx1:…`).
+#[derive(Debug, Clone)]
+pub enum SealedInput {
+    /// A pull: partner values are taken as they are.
+    Pass,
+    /// `decrypt = true`: the mapping allows this partner the plain value.
+    Decrypt(Arc<Keyring>),
+    /// The default on a push: decrypted only to be masked (`mask = …`);
+    /// any other use of the ciphertext rejects the row.
+    MaskOnly(Arc<Keyring>),
 }
 
 /// Why a row was refused.
@@ -156,6 +171,21 @@ impl fmt::Display for Rejection {
 
 impl Field {
     fn reject(&self, rule: &'static str, value: Option<&Value>, message: String) -> Rejection {
+        // The rules' messages quote the value; a personal one is quoted masked.
+        let message = match (self.personal, value) {
+            (Some(_), Some(v)) => {
+                let raw = v.to_string();
+                let shown = self.show(v);
+                let mut m = message;
+                for form in [raw.as_str(), raw.trim()] {
+                    if !form.is_empty() && form != shown {
+                        m = m.replace(form, &shown);
+                    }
+                }
+                m
+            }
+            _ => message,
+        };
         Rejection {
             field: self.target.to_string(),
             column: self.from.clone(),
@@ -205,6 +235,25 @@ impl Field {
         }
     }
 
+    /// What the row checksum takes for this field's (plain) output: the
+    /// value itself, except for a `protect` field, whose plain value is
+    /// stored encrypted and so must not be recoverable from the checksum:
+    /// an HMAC-SM3 of it under the current encryption key (a key rotation
+    /// thus makes every row look changed once, which re-encrypts it under
+    /// the new key, so the old key can be retired).
+    pub fn checksum_input(&self, v: &Value) -> Value {
+        match (&self.transform, v) {
+            (Transform::Protect { keys, .. }, Value::Text(t)) => {
+                let key = keys.encrypt_key.as_deref().and_then(|id| keys.key(id));
+                match key {
+                    Some(k) => Value::Bytes(crate::protect::hmac_sm3_labelled(k, "hlx-checksum", t).to_vec()),
+                    None => v.clone(),
+                }
+            }
+            _ => v.clone(),
+        }
+    }
+
     /// The plain value of a stored `protect` field (for tests and pushes).
     pub fn unseal(&self, v: &Value) -> Result<Value, String> {
         match (&self.transform, v) {
@@ -241,6 +290,24 @@ impl Field {
             Input::Const(v) => v,
         };
         let mut v = raw.clone();
+        if let (SealedInput::Decrypt(keys) | SealedInput::MaskOnly(keys), Value::Text(t)) = (&self.sealed_input, &v) {
+            if t.starts_with("hlx1:") {
+                let masking = matches!(self.transform, Transform::Mask(_));
+                if !masking && matches!(self.sealed_input, SealedInput::MaskOnly(_)) {
+                    return Err(self.reject(
+                        "protect",
+                        None,
+                        "the value is encrypted at rest; this partner gets it only masked (`mask = …`), \
+                         or in the clear where the mapping says `decrypt = true`"
+                            .into(),
+                    ));
+                }
+                v = Value::Text(
+                    keys.decrypt(t)
+                        .map_err(|e| self.reject("protect", None, format!("cannot decrypt: {e}")))?,
+                );
+            }
+        }
         if self.trim {
             if let Value::Text(s) = &v {
                 let t = s.trim();
@@ -266,6 +333,11 @@ impl Field {
                 ));
             }
         }
+        // `max_chars` limits the value a hash or a cipher takes, not its digest.
+        let plain_len = match (&self.transform, self.max_chars) {
+            (Transform::Hash { .. } | Transform::Protect { .. }, Some(_)) => self.plain(&v).map(|t| t.chars().count()),
+            _ => None,
+        };
         let out = match &self.transform {
             Transform::None => v,
             Transform::Datetime(spec) => {
@@ -359,8 +431,12 @@ impl Field {
                 return Err(self.reject("required", None, "a value is required but the row has none".to_string()));
             }
         }
-        if let (Some(max), Value::Text(s)) = (self.max_chars, &out) {
-            let n = s.chars().count();
+        let checked_len = match (&self.transform, &out) {
+            (Transform::Hash { .. } | Transform::Protect { .. }, _) => plain_len,
+            (_, Value::Text(s)) => Some(s.chars().count()),
+            _ => None,
+        };
+        if let (Some(max), Some(n)) = (self.max_chars, checked_len) {
             if n > max {
                 return Err(self.reject(
                     "max_chars",
@@ -413,7 +489,61 @@ pub fn division(raw: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::division;
+    use super::*;
+
+    fn field(transform: Transform, personal: Option<MaskKind>, max_chars: Option<usize>) -> Field {
+        Field {
+            target: Ident::parse("f").unwrap(),
+            input: Input::Column(0),
+            from: Some("C".into()),
+            trim: false,
+            null_if: vec![],
+            pattern: None,
+            transform,
+            required: false,
+            max_chars,
+            personal,
+            sealed_input: SealedInput::Pass,
+        }
+    }
+
+    #[test]
+    fn a_personal_value_is_never_quoted_in_the_clear() {
+        let zone = FixedOffset::east_opt(8 * 3600).unwrap();
+        let dt = Transform::Datetime(DatetimeSpec::Formats(vec!["%Y%m%d".into()]));
+        let row = [Value::Text("19900231".into())];
+        let clear = field(dt.clone(), None, None).apply(&row, zone).unwrap_err();
+        assert!(clear.to_string().contains("19900231"), "{clear}");
+        let hidden = field(dt, Some(MaskKind::Other), None).apply(&row, zone).unwrap_err();
+        assert!(!hidden.to_string().contains("19900231"), "{hidden}");
+        assert_eq!(hidden.value.as_deref(), Some(super::super::HIDDEN));
+        let phone = field(Transform::Division, Some(MaskKind::Phone), None)
+            .apply(&[Value::Text("13800138000".into())], zone)
+            .unwrap_err();
+        assert!(
+            !phone.to_string().contains("13800138000") && phone.to_string().contains("138****8000"),
+            "{phone}"
+        );
+    }
+
+    #[test]
+    fn max_chars_of_a_hash_field_limits_the_value_not_the_digest() {
+        let zone = FixedOffset::east_opt(8 * 3600).unwrap();
+        let h = Transform::Hash {
+            kind: HashKind::Sha256,
+            keys: Arc::new(Keyring::default()),
+        };
+        let f = field(h, None, Some(20));
+        assert_eq!(
+            f.apply(&[Value::Text("13800138000".into())], zone)
+                .unwrap()
+                .to_string()
+                .len(),
+            64
+        );
+        let e = f.apply(&[Value::Text("x".repeat(21))], zone).unwrap_err();
+        assert_eq!(e.rule, "max_chars");
+    }
 
     #[test]
     fn division_codes_are_checked_and_statistical_codes_shortened() {

@@ -180,12 +180,16 @@ async fn personal_values_land_encrypted_and_hashed_and_rereads_change_nothing(p:
     assert_eq!(stored(&s).await, all, "nothing was rewritten");
 }
 
-engines!(a_rotated_key_encrypts_new_values_and_old_ones_still_decrypt);
-async fn a_rotated_key_encrypts_new_values_and_old_ones_still_decrypt(p: Engine, q: Engine) {
+engines!(a_rotated_key_re_encrypts_rows_as_they_are_read_and_old_values_still_decrypt);
+async fn a_rotated_key_re_encrypts_rows_as_they_are_read_and_old_values_still_decrypt(p: Engine, q: Engine) {
     let s = protected(p, q).await;
     let rows: Vec<Row> = (0..3).map(|i| row(i, Some(&ts(T0, i as i64)))).collect();
     insert(&s.partner, &rows).await;
     assert_eq!(s.run().await.counts.inserted, 3);
+    let before = stored(&s).await;
+    assert!(before.iter().all(|r| r[1].contains(":k1:")), "{before:?}");
+    // Rotate to k2 (k1 stays listed) and re-read everything: every row is
+    // re-encrypted under k2 once, and only once.
     set_protection(&s, "k2");
     s.partner
         .exec(&format!(
@@ -196,22 +200,113 @@ async fn a_rotated_key_encrypts_new_values_and_old_ones_still_decrypt(p: Engine,
             }
         ))
         .await;
+    let (code, out, err) = cli(&s, &["reset", "--mapping", "haikou.work_order", "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
     let o = s.run().await;
-    assert_eq!(o.counts.updated, 1, "{:?}", o.counts);
+    assert_eq!(o.counts.updated, 3, "{:?}", o.counts);
     let all = stored(&s).await;
-    assert!(all[0][1].contains(":k1:") && all[1][1].contains(":k2:"), "{all:?}");
-    let (code, out, err) = cli(&s, &["decrypt", &all[0][1], &all[1][1]]);
+    assert!(all.iter().all(|r| r[1].contains(":k2:")), "{all:?}");
+    assert_eq!(
+        all[0][2], before[0][2],
+        "the keyed hash does not depend on the encryption key"
+    );
+    let (code, out, err) = cli(&s, &["reset", "--mapping", "haikou.work_order", "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(s.run().await.counts.updated, 0, "re-encrypted once");
+    // Values written under k1 (kept elsewhere, e.g. a backup) still decrypt,
+    // and a blank line (a NULL in an export) stays a blank line.
+    let (code, out, err) = cli(&s, &["decrypt", &before[0][1], "", &all[1][1]]);
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[1], "13900000001");
-    assert_eq!(lines[0].len(), 11);
+    assert_eq!((lines[0].len(), lines[1], lines[2]), (11, "", "13900000001"));
     // Tampered: refused with the reason, the exit code says so.
     let mut bad = all[2][1].clone();
     let last = bad.pop().unwrap();
     bad.push(if last == 'A' { 'B' } else { 'A' });
     let (code, _, err) = cli(&s, &["decrypt", &bad]);
     assert_eq!(code, 1);
-    assert!(err.contains("authentication failed"), "{err}");
+    assert!(err.contains("value 1: authentication failed"), "{err}");
+}
+
+engines!(a_rejected_row_keeps_its_protected_value_encrypted_in_the_quarantine);
+async fn a_rejected_row_keeps_its_protected_value_encrypted_in_the_quarantine(p: Engine, q: Engine) {
+    let s = protected(p, q).await;
+    let mut bad = row(7, Some(&ts(T0, 7)));
+    bad.sqnr = String::new();
+    insert(&s.partner, &[bad.clone()]).await;
+    assert_eq!(s.run().await.counts.rejected, 1);
+    let digits: String = bad.ldhm.chars().filter(char::is_ascii_digit).collect::<String>()[2..].to_string();
+    let qt = s.province.hlx("hlx_quarantine");
+    let raw = s.province.rows(&qt, &["raw", "reason"], "id").await.remove(0);
+    assert!(
+        !raw[0].contains(&digits[3..]) && raw[0].contains("hlx1:sm4-gcm:k1:"),
+        "{raw:?}"
+    );
+    let id = s.province.rows(&qt, &["id"], "id").await[0][0].clone();
+    let (code, out, _) = cli(&s, &["rejects", "show", &id]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&mask_of(&digits)) && !out.contains("hlx1:"),
+        "shown decrypted and masked: {out}"
+    );
+    // Re-reading the same rejected row is recognised (no new attempt).
+    let (code, out, err) = cli(&s, &["reset", "--mapping", "haikou.work_order", "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let o = s.run().await;
+    assert_eq!((o.counts.rejected, o.counts.unchanged), (0, 1), "{:?}", o.counts);
+    // Fixed upstream? No: fixed by the mapping, then retried from the quarantine.
+    let dir = s.scratch.dir.path();
+    let fixed = PROTECTED.replace(
+        "content             = { from = \"SQNR\", required = true }",
+        "content             = \"SQNR\"",
+    );
+    std::fs::write(dir.join("mappings/haikou.toml"), fixed).unwrap();
+    let (code, out, err) = cli(&s, &["rejects", "retry"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("1 landed"), "{out}");
+    let r = stored(&s).await.remove(0);
+    let (_, plain, _) = cli(&s, &["decrypt", &r[1]]);
+    assert_eq!(
+        plain.trim(),
+        digits,
+        "the retry decrypted the stored value and encrypted it again"
+    );
+}
+
+fn mask_of(phone: &str) -> String {
+    format!("{}****{}", &phone[..3], &phone[7..])
+}
+
+#[test]
+fn a_protected_key_is_refused_and_an_unkeyed_phone_hash_is_warned() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("mappings")).unwrap();
+    std::fs::write(dir.path().join("k1"), "0123456789abcdeffedcba9876543210").unwrap();
+    let cfg = dir.path().join("exchange.toml");
+    std::fs::write(
+        &cfg,
+        "[province]\nurl = \"sqlite://p.db\"\n\n[[partner]]\nname = \"haikou\"\nurl = \"sqlite://h.db\"\n\n\
+         [protection]\nkeys = { k1 = \"k1\" }\nencrypt_key = \"k1\"\n",
+    )
+    .unwrap();
+    let mapping = PROTECTED
+        .replace("key = [\"order_no\"]", "key = [\"caller_phone\"]")
+        .replace(
+            "caller_phone_hash   = { from = \"LDHM\", hash = \"hmac-sm3\", personal = \"phone\" }",
+            "caller_phone_hash   = { from = \"LDHM\", hash = \"sha256\", personal = \"phone\" }",
+        );
+    std::fs::write(dir.path().join("mappings/haikou.toml"), mapping).unwrap();
+    let o = hlx(&["-c", cfg.to_str().unwrap(), "check", "--offline"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("[target] key `caller_phone` is a `protect` field"),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning") && err.contains("unkeyed SHA-256 of a phone"),
+        "{err}"
+    );
 }
 
 #[test]
