@@ -512,7 +512,9 @@ async fn check_mapping(ex: &Exchange, m: &crate::mapping::Mapping) -> anyhow::Re
     }
     // Indexes: an idle poll must be an index seek, and upserts need a unique key.
     let pool = src_pool;
-    if let Some(w) = m.source.watermark {
+    // A view's indexes are its base tables', which the catalog does not tie to it.
+    let view = crate::db::catalog::is_view(&pool, &reader.catalog).await?;
+    if let Some(w) = m.source.watermark.filter(|_| !view) {
         let wm = reader
             .catalog
             .column(m.source.columns[w].as_str())

@@ -20,7 +20,8 @@ pub enum Shape {
     /// district names, an operation flag (I/U/D) and a processing flag.
     Haikou,
     /// A department system (12315-like): camelCase columns, `gmtModified`,
-    /// `isDeleted`, word status codes, 12-digit region codes.
+    /// `isDeleted`, word status codes, 12-digit region codes; and its
+    /// inbound table `t_dispatch` for orders the province pushes.
     Dept12315,
     /// A second city on PostgreSQL: snake_case columns, an integer key,
     /// timestamptz times, channel names, its own category taxonomy, and a
@@ -102,6 +103,14 @@ pub async fn create(pool: &Pool, shape: Shape) -> anyhow::Result<()> {
                 t(Ty::Str(8)), t(Ty::Text), t(Ty::Ts3), t(Ty::SmallInt)
             ),
             "CREATE INDEX t_complaint_modified ON t_complaint (gmtModified, regNo)".into(),
+            // The inbound table the province pushes dispatched orders into;
+            // receivedAt is 12315's own (hlx never writes it).
+            format!(
+                "CREATE TABLE t_dispatch (hotlineOrderNo {} NOT NULL PRIMARY KEY, bizType {}, status {}, consumerName {}, \
+                 consumerTel {}, content {}, regionCode {}, deadline {}, dispatchTime {}, receivedAt {} NULL)",
+                t(Ty::Str(32)), t(Ty::Str(4)), t(Ty::Str(8)), t(Ty::Str(32)), t(Ty::Str(32)), t(Ty::Text), t(Ty::Str(12)),
+                t(Ty::Ts6), t(Ty::Ts3), t(Ty::Ts6)
+            ),
         ],
         Shape::Sanya => vec![
             format!(

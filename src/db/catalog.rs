@@ -271,6 +271,40 @@ pub struct Index {
 }
 
 /// The indexes of a table (as found by [`table`]).
+/// Whether the relation is a view (its indexes are its base tables').
+pub async fn is_view(pool: &Pool, t: &Table) -> anyhow::Result<bool> {
+    let schema = t.name.schema.as_ref().map(|s| s.as_str().to_string());
+    let name = t.name.table.as_str();
+    let rows = match pool.engine() {
+        Engine::Postgres => {
+            fetch_pool(
+                pool,
+                "SELECT 1::int8 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relname = ? AND n.nspname = COALESCE(?, current_schema()) AND c.relkind IN ('v', 'm')",
+                &[name.into(), Arg::Text(schema)],
+            )
+            .await?
+        }
+        Engine::MySql => {
+            fetch_pool(
+                pool,
+                "SELECT CAST(1 AS SIGNED) FROM information_schema.VIEWS WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?",
+                &[Arg::Text(schema), name.into()],
+            )
+            .await?
+        }
+        Engine::Sqlite => {
+            fetch_pool(
+                pool,
+                "SELECT 1 FROM sqlite_master WHERE type = 'view' AND name = ?",
+                &[name.into()],
+            )
+            .await?
+        }
+    };
+    Ok(!rows.is_empty())
+}
+
 pub async fn indexes(pool: &Pool, t: &Table) -> anyhow::Result<Vec<Index>> {
     let schema = t.name.schema.as_ref().map(|s| s.as_str().to_string());
     let name = t.name.table.as_str();

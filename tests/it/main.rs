@@ -10,6 +10,7 @@ mod helpers;
 mod log;
 mod protect;
 mod pull;
+mod push;
 mod rejects;
 mod report;
 mod schema;
