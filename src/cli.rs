@@ -465,6 +465,11 @@ async fn check_mapping(ex: &Exchange, m: &crate::mapping::Mapping) -> anyhow::Re
     };
     let reader = crate::db::read::Reader::new(src_pool.clone(), m).await?;
     reader.check_readable().await?;
+    // The flag pattern writes the partner's table: prove the right now.
+    reader
+        .check_markable()
+        .await
+        .with_context(|| format!("partner {}", m.partner))?;
     let writer = crate::db::write::Writer::new(&tgt_pool, m, tgt_zone).await?;
     if m.direction == crate::mapping::Direction::Push {
         // hlx writes the partner's table: prove the rights now, not at 3 a.m.

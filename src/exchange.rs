@@ -473,6 +473,7 @@ impl Run<'_> {
             has_quarantine,
             mapping: Arc::new(m.clone()),
             partner,
+            consume: m.source.consume.as_ref().map(|_| reader.clone()),
         };
         self.optimistic = target_engine == crate::db::Engine::Postgres
             && self.position.is_none()
@@ -526,6 +527,7 @@ impl Run<'_> {
             has_quarantine: true,
             mapping: Arc::new(m.clone()),
             partner,
+            consume: m.source.consume.as_ref().map(|_| reader.clone()),
         };
         let mut after = 0;
         loop {
@@ -849,6 +851,22 @@ impl Run<'_> {
             }
         }
 
+        // The flag pattern: what to mark once the province has committed.
+        let key_of = |i: usize| m.source.key.iter().map(|&k| rows[i][k].clone()).collect::<Vec<Value>>();
+        let failed_idx: std::collections::HashSet<usize> = rejects.iter().map(|(i, _)| *i).collect();
+        let (mark_done, mark_failed): (Vec<Vec<Value>>, Vec<Failed>) = if ctx.consume.is_some() {
+            (
+                mapped
+                    .iter()
+                    .filter(|(i, _)| !failed_idx.contains(i))
+                    .map(|(i, _)| key_of(*i))
+                    .collect(),
+                rejects.iter().map(|(i, r)| (key_of(*i), r.to_string())).collect(),
+            )
+        } else {
+            (Vec::new(), Vec::new())
+        };
+
         // Rejections: halt, or quarantine (an identical row already quarantined counts unchanged).
         if !rejects.is_empty() {
             let rkeys: Vec<&str> = rejects.iter().map(|(i, _)| keys[*i].as_str()).collect();
@@ -976,6 +994,20 @@ impl Run<'_> {
             p.commit().await.with_context(|| format!("{target}: commit"))?;
         }
         tx.commit().await.context("province: commit")?;
+        if let (Some(r), Some(c)) = (&ctx.consume, &m.source.consume) {
+            // After the province commit: a crash before this line leaves the
+            // rows flagged new; the next run reads them again and finds them
+            // unchanged (checksums), then marks them.
+            let from = if self.retry { &c.failed } else { &c.new };
+            r.mark(&mark_done, from, &c.done, None)
+                .await
+                .with_context(|| format!("partner {}", m.partner))?;
+            for (k, reason) in &mark_failed {
+                r.mark(std::slice::from_ref(k), from, &c.failed, Some(reason))
+                    .await
+                    .with_context(|| format!("partner {}", m.partner))?;
+            }
+        }
         tracing::debug!(
             rows = rows.len(),
             written = c.inserted + c.updated,
@@ -1126,6 +1158,9 @@ struct BatchCtx<'a> {
     /// the province's (state, quarantine, log): a crash in between re-sends
     /// the batch, which the upsert on the key makes harmless.
     partner: Option<Pool>,
+    /// The flag pattern: the source reader, which marks the rows taken
+    /// once the province committed them.
+    consume: Option<Reader>,
 }
 
 /// A batch read from the source and mapped, ready to write.
@@ -1234,3 +1269,6 @@ struct Upsert<'a> {
     /// Fields that fell back to an 'other' classification.
     fallbacks: u32,
 }
+
+/// A row the flag pattern marks failed: its key values and the reason.
+type Failed = (Vec<Value>, String);

@@ -17,7 +17,8 @@ use crate::db::{Engine, Pool};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
     /// A city platform: pinyin-initial columns, string times, its own codes,
-    /// district names, an operation flag (I/U/D) and a processing flag.
+    /// district names, an operation flag (I/U/D), a processing flag (CLBZ:
+    /// 0 new, 1 taken, 2 failed) with its message column (CLJG).
     Haikou,
     /// A department system (12315-like): camelCase columns, `gmtModified`,
     /// `isDeleted`, word status codes, 12-digit region codes; and its
@@ -88,10 +89,10 @@ pub async fn create(pool: &Pool, shape: Shape) -> anyhow::Result<()> {
         Shape::Haikou => vec![
             format!(
                 "CREATE TABLE stg_gd_info (GDBH {} NOT NULL PRIMARY KEY, LDSJ {}, LDHM {}, SQQD {}, SQLX {}, WTFL {}, SQNR {}, \
-                 SFDZ {}, SSQY {}, BLZT {}, BJSJ {}, BLJG {}, MYD {}, UPDATE_TIME {} NULL, OP_FLAG {}, CLBZ {} DEFAULT '0', PCH {})",
+                 SFDZ {}, SSQY {}, BLZT {}, BJSJ {}, BLJG {}, MYD {}, UPDATE_TIME {} NULL, OP_FLAG {}, CLBZ {} DEFAULT '0', CLJG {}, PCH {})",
                 t(Ty::Str(32)), t(Ty::Str(14)), t(Ty::Str(32)), t(Ty::Str(4)), t(Ty::Str(4)), t(Ty::Str(20)), t(Ty::Text),
                 t(Ty::Str(200)), t(Ty::Str(20)), t(Ty::Str(4)), t(Ty::Str(14)), t(Ty::Text), t(Ty::Str(2)), t(Ty::Ts6),
-                t(Ty::Str(1)), t(Ty::Str(1)), t(Ty::Str(16))
+                t(Ty::Str(1)), t(Ty::Str(1)), t(Ty::Str(100)), t(Ty::Str(16))
             ),
             "CREATE INDEX stg_gd_info_ut ON stg_gd_info (UPDATE_TIME, GDBH)".into(),
         ],

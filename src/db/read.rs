@@ -89,7 +89,14 @@ pub struct Reader {
     wm_fraction: Option<i64>,
     /// The catalog's view of the table, for `hlx check`.
     pub catalog: Table,
+    /// The flag pattern: (flag column index, value of a new row, the
+    /// message column quoted and its width).
+    consume: Option<ConsumeCols>,
 }
+
+/// The flag column (index), the value of a new row, and the message column
+/// (quoted, with its width).
+type ConsumeCols = (usize, String, Option<(String, Option<i64>)>);
 
 impl Reader {
     /// Resolves the mapping's source columns against the live table.
@@ -123,10 +130,30 @@ impl Reader {
                 kind: col.kind,
             });
         }
+        let mut consume = None;
+        if let Some(c) = &m.source.consume {
+            let msg = match &c.message_column {
+                Some(mc) => match catalog.column(mc.as_str()) {
+                    Ok((_, col)) => Some((
+                        crate::ident::Ident::parse(&col.name)
+                            .map_err(anyhow::Error::msg)?
+                            .quoted(engine),
+                        col.max_chars,
+                    )),
+                    Err(e) => {
+                        problems.push(format!("consume.message_column: {e}"));
+                        None
+                    }
+                },
+                None => None,
+            };
+            consume = Some((c.column, c.new.clone(), msg));
+        }
         if !problems.is_empty() {
             anyhow::bail!("source table {}: {}", catalog.name, problems.join("; "));
         }
         Ok(Reader {
+            consume,
             engine,
             table: catalog.name.quoted(engine),
             select: select.join(", "),
@@ -182,6 +209,10 @@ impl Reader {
         let mut args = Vec::new();
         let mut conds: Vec<String> = Vec::new();
         let keys: Vec<String> = self.key.iter().map(|&k| self.cols[k].quoted.clone()).collect();
+        if let Some((flag, new, _)) = &self.consume {
+            conds.push(format!("{} = {}", self.cols[*flag].quoted, self.param(*flag)));
+            args.push(Value::Text(new.clone()));
+        }
         let order = match (self.watermark, null_phase) {
             (Some(w), false) => {
                 let wq = self.cols[w].quoted.clone();
@@ -228,6 +259,74 @@ impl Reader {
             ),
             args,
         )
+    }
+
+    /// The flag pattern: sets the flag of these rows (their key values, in
+    /// key order) to `to` where it is still `from`, and the message column
+    /// to `message` when one is configured (cut to the column's width).
+    /// Each statement commits on its own: a row marked before a failure
+    /// stays marked, and one not marked is read again and found unchanged.
+    pub async fn mark(&self, keys: &[Vec<Value>], from: &str, to: &str, message: Option<&str>) -> anyhow::Result<()> {
+        let Some((flag, _, msg)) = &self.consume else {
+            return Ok(());
+        };
+        let fq = &self.cols[*flag].quoted;
+        let mut set = format!("{fq} = {}", self.param(*flag));
+        let mut head = vec![Value::Text(to.to_string())];
+        if let (Some((mq, width)), Some(m)) = (msg, message) {
+            let m: String = match width {
+                Some(w) if *w > 0 => m.chars().take(*w as usize).collect(),
+                _ => m.to_string(),
+            };
+            set.push_str(&format!(", {mq} = ?"));
+            head.push(Value::Text(m));
+        }
+        for chunk in keys.chunks(200) {
+            let mut args = head.clone();
+            let mut ors = Vec::new();
+            for k in chunk {
+                let ands: Vec<String> = self
+                    .key
+                    .iter()
+                    .map(|&c| format!("{} = {}", self.cols[c].quoted, self.param(c)))
+                    .collect();
+                args.extend(k.iter().cloned());
+                ors.push(format!("({})", ands.join(" AND ")));
+            }
+            args.push(Value::Text(from.to_string()));
+            let sql = format!(
+                "UPDATE {} SET {set} WHERE ({}) AND {fq} = {}",
+                self.table,
+                ors.join(" OR "),
+                self.param(*flag)
+            );
+            self.fetch(&sql, &args)
+                .await
+                .with_context(|| format!("marking rows `{to}` in {}", self.catalog.name))?;
+        }
+        Ok(())
+    }
+
+    /// Proves the right to mark rows (UPDATE of the flag and message
+    /// columns) with a statement that touches no row.
+    pub async fn check_markable(&self) -> anyhow::Result<()> {
+        let Some((flag, _, msg)) = &self.consume else {
+            return Ok(());
+        };
+        let fq = &self.cols[*flag].quoted;
+        let mut set = format!("{fq} = {fq}");
+        if let Some((mq, _)) = msg {
+            set.push_str(&format!(", {mq} = {mq}"));
+        }
+        self.fetch(&format!("UPDATE {} SET {set} WHERE 1 = 0", self.table), &[])
+            .await
+            .with_context(|| {
+                format!(
+                    "consume: hlx marks the rows it took, and needs the UPDATE right on {}",
+                    self.catalog.name
+                )
+            })?;
+        Ok(())
     }
 
     /// Reads one batch (at most `batch_size` rows).

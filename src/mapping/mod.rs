@@ -73,6 +73,21 @@ pub struct SourceSpec {
     pub watermark: Option<usize>,
     /// Soft-delete marker: the column (index) and the text value meaning deleted.
     pub deleted: Option<(usize, String)>,
+    /// The flag pattern: hlx reads the rows whose flag is `new` and marks
+    /// them `done` (or `failed`, with the reason) once the province has them.
+    pub consume: Option<Consume>,
+}
+
+/// `[source] consume = { column, new, done, failed, message_column }`.
+#[derive(Debug, Clone)]
+pub struct Consume {
+    /// Index into the source columns.
+    pub column: usize,
+    pub new: String,
+    pub done: String,
+    pub failed: String,
+    /// Where the reason of a failed row goes (the partner's column).
+    pub message_column: Option<Ident>,
 }
 
 #[derive(Debug, Clone)]
@@ -514,6 +529,19 @@ struct RawSource {
     watermark: Option<Spanned<String>>,
     #[serde(default)]
     deleted: Option<Spanned<RawDeleted>>,
+    #[serde(default)]
+    consume: Option<Spanned<RawConsume>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConsume {
+    column: Spanned<String>,
+    new: Spanned<toml::Value>,
+    done: Spanned<toml::Value>,
+    failed: Spanned<toml::Value>,
+    #[serde(default)]
+    message_column: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -823,6 +851,47 @@ fn compile(file: &SourceFile, raw: RawMapping, ctx: &Context, diags: &mut Diagno
         }
         None => None,
     };
+    let consume = match &src.consume {
+        None => None,
+        Some(c) => {
+            let span = c.span();
+            let c = c.get_ref();
+            let (new, done, failed) = (
+                toml_to_text(c.new.get_ref()),
+                toml_to_text(c.done.get_ref()),
+                toml_to_text(c.failed.get_ref()),
+            );
+            if new == done || new == failed || done == failed {
+                diags.push(file.at(
+                    span.clone(),
+                    "[source] consume: new, done and failed must be three different values",
+                ));
+            }
+            if direction != Direction::Pull {
+                diags.push(file.at(
+                    span.clone(),
+                    "[source] consume is for pull mappings (hlx marks the partner's rows it took)",
+                ));
+            }
+            if let Some(w) = &src.watermark {
+                diags.push(file.at(
+                    w.span(),
+                    "[source] consume selects the rows by their flag: leave out `watermark` (each run reads the rows still flagged new, by key)",
+                ));
+            }
+            let message_column = c
+                .message_column
+                .as_ref()
+                .and_then(|m| ident(file, m, "[source] consume.message_column", diags));
+            ident(file, &c.column, "[source] consume.column", diags).map(|id| Consume {
+                column: col_index(id),
+                new,
+                done,
+                failed,
+                message_column,
+            })
+        }
+    };
 
     let mut fields: Vec<Field> = Vec::new();
     for (target, spec) in raw.fields.get_ref() {
@@ -1035,6 +1104,7 @@ fn compile(file: &SourceFile, raw: RawMapping, ctx: &Context, diags: &mut Diagno
             key: src_key,
             watermark,
             deleted,
+            consume,
         },
         target: TargetSpec {
             table: tgt_table?,

@@ -1,6 +1,7 @@
 //! Integration tests: real SQLite, PostgreSQL and MariaDB (see helpers.rs).
 //! Each test is named for the behaviour it proves.
 
+mod consume;
 mod daemon;
 mod domain;
 mod examples;

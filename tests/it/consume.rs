@@ -1,0 +1,167 @@
+//! The flag pattern (前置库 with a processing flag): hlx reads the rows
+//! flagged new and marks them taken or failed (with the reason) only after
+//! the province committed them.
+
+use crate::files::hlx;
+use crate::helpers::*;
+use hotline_exchange::db::Engine;
+use hotline_exchange::exchange::Status;
+use hotline_exchange::samples::{self, Shape};
+use std::path::PathBuf;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The shipped Haikou mapping, reading by flag instead of by watermark.
+fn flagged_mapping() -> String {
+    let m = std::fs::read_to_string(root().join("mappings/examples/haikou_work_order.toml")).unwrap();
+    assert!(m.contains("watermark = \"UPDATE_TIME\"\n"));
+    m.replace(
+        "watermark = \"UPDATE_TIME\"\n",
+        "consume = { column = \"CLBZ\", new = \"0\", done = \"1\", failed = \"2\", message_column = \"CLJG\" }\n",
+    )
+}
+
+async fn flags(p: &TestDb) -> Vec<(String, String, String)> {
+    p.rows("stg_gd_info", &["GDBH", "CLBZ", "CLJG"], "GDBH")
+        .await
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].clone(), r[2].clone()))
+        .collect()
+}
+
+macro_rules! engines {
+    ($name:ident) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(Postgres).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mariadb() {
+                super::$name(MySql).await
+            }
+        }
+    };
+}
+
+engines!(rows_are_marked_only_after_the_province_has_them_and_a_lost_mark_is_harmless);
+async fn rows_are_marked_only_after_the_province_has_them_and_a_lost_mark_is_harmless(e: Engine) {
+    let p = fresh(e, "haikou").await;
+    let q = fresh(e, "province").await;
+    samples::create(&p.pool, Shape::Haikou).await.unwrap();
+    samples::fill(&p.pool, Shape::Haikou, 0, 150).await.unwrap();
+    let s = scratch(
+        &q.url,
+        &[("haikou", &p.url)],
+        &[("haikou.toml", &flagged_mapping())],
+        "batch_size = 40",
+    );
+    std::fs::copy(
+        root().join("mappings/examples/codesets/haikou.toml"),
+        s.dir.path().join("mappings/codesets/haikou.toml"),
+    )
+    .unwrap();
+    let cfg = s.path();
+    let o = hlx(&["-c", cfg.to_str().unwrap(), "migrate"]);
+    assert_eq!(o.status.code(), Some(0));
+    let o = hlx(&["-c", cfg.to_str().unwrap(), "check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let out = run_once(&load(&cfg)).await.remove(0);
+    assert_eq!(out.status, Status::Ok, "{:?}", out.error);
+    assert_eq!(out.counts.read, 150, "{:?}", out.counts);
+    let f = flags(&p).await;
+    let taken = f.iter().filter(|r| r.1 == "1").count() as u64;
+    let failed: Vec<_> = f.iter().filter(|r| r.1 == "2").collect();
+    assert_eq!(
+        f.iter().filter(|r| r.1 == "0").count(),
+        0,
+        "every row was taken or failed"
+    );
+    assert_eq!(failed.len() as u64, out.counts.rejected, "{failed:?}");
+    assert_eq!(taken, 150 - out.counts.rejected);
+    // The reason is written back for the partner's operators (HK…057: channel 42).
+    let r57 = f.iter().find(|r| r.0 == "HK2024000057").unwrap();
+    assert_eq!(r57.1, "2");
+    assert!(r57.2.contains("channel") && r57.2.contains("`42`"), "{r57:?}");
+    // Taken rows are in the province; the OP_FLAG = D row (HK…005) was taken too.
+    assert_eq!(
+        q.count("work_order").await as u64,
+        taken - 3,
+        "three of the taken rows are deletes"
+    );
+    assert_eq!(f.iter().find(|r| r.0 == "HK2024000005").unwrap().1, "1");
+
+    // Nothing flagged new: the next run reads nothing.
+    let again = run_once(&load(&cfg)).await.remove(0);
+    assert_eq!(again.counts.read, 0, "{:?}", again.counts);
+
+    // A crash after the province commit and before the marks: the rows are
+    // still flagged new. They are read again, found unchanged, and marked.
+    p.exec("UPDATE stg_gd_info SET CLBZ = '0' WHERE GDBH IN ('HK2024000010', 'HK2024000011', 'HK2024000012')")
+        .await;
+    let before = q.count("work_order").await;
+    let again = run_once(&load(&cfg)).await.remove(0);
+    assert_eq!(
+        (
+            again.counts.read,
+            again.counts.unchanged,
+            again.counts.inserted + again.counts.updated
+        ),
+        (3, 3, 0),
+        "{:?}",
+        again.counts
+    );
+    assert_eq!(q.count("work_order").await, before);
+    assert_eq!(p.count("stg_gd_info WHERE CLBZ = '0'").await, 0);
+
+    // The code set learns channel 42; the retry lands the row and marks it taken.
+    let sets = s.dir.path().join("mappings/codesets/haikou.toml");
+    let text = std::fs::read_to_string(&sets)
+        .unwrap()
+        .replace("[channel]        # C1\n", "[channel]        # C1\n\"42\" = \"99\"\n");
+    std::fs::write(&sets, text).unwrap();
+    let o = hlx(&[
+        "-c",
+        cfg.to_str().unwrap(),
+        "rejects",
+        "retry",
+        "-m",
+        "haikou.work_order",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(flags(&p).await.iter().find(|r| r.0 == "HK2024000057").unwrap().1, "1");
+}
+
+#[test]
+fn consume_with_a_watermark_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("mappings/codesets")).unwrap();
+    std::fs::copy(
+        root().join("mappings/examples/codesets/haikou.toml"),
+        dir.path().join("mappings/codesets/haikou.toml"),
+    )
+    .unwrap();
+    let cfg = dir.path().join("exchange.toml");
+    std::fs::write(
+        &cfg,
+        "[province]\nurl = \"sqlite://p.db\"\n\n[[partner]]\nname = \"haikou\"\nurl = \"sqlite://h.db\"\n",
+    )
+    .unwrap();
+    let both = flagged_mapping().replace("key = [\"GDBH\"]\n", "key = [\"GDBH\"]\nwatermark = \"UPDATE_TIME\"\n");
+    std::fs::write(dir.path().join("mappings/haikou.toml"), both).unwrap();
+    let o = hlx(&["-c", cfg.to_str().unwrap(), "check", "--offline"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("haikou.toml:") && err.contains("consume selects the rows by their flag"),
+        "{err}"
+    );
+}
