@@ -112,6 +112,17 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Compare a mapping's source and target in full, in chunks of keys; with --apply, repair the drift (hard deletes included).
+    Reconcile {
+        #[arg(short, long, value_name = "NAME")]
+        mapping: String,
+        /// Repair: upsert missing and differing rows, delete target rows whose source row is gone.
+        #[arg(long, conflicts_with = "dry_run")]
+        apply: bool,
+        /// Only report (the default).
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Load reference data from CSV into the provincial tables (checked first; one transaction).
     Load {
         #[command(subcommand)]
@@ -236,6 +247,7 @@ async fn dispatch(cli: Cli) -> i32 {
         Command::Demo { .. } | Command::Daemon | Command::Keygen { .. } => unreachable!("handled above"),
         Command::Decrypt { values } => decrypt(&cfg, values),
         Command::Load { what } => crate::load::main(&cfg, what, cli.format).await,
+        Command::Reconcile { mapping, apply, .. } => reconcile(&cfg, mapping, *apply, cli.format).await,
         Command::Hash { mapping, field, value } => hash(&cfg, mapping, field, value),
         Command::Check { offline } => check(&cfg, *offline, cli.format).await,
         Command::Migrate { state_only } => match crate::db::Pool::connect(&cfg.province, true).await {
@@ -882,5 +894,65 @@ fn hash(cfg: &Config, mapping: &str, field: &str, value: &str) -> i32 {
             eprintln!("hlx: {e}");
             EXIT_USAGE
         }
+    }
+}
+
+/// `hlx reconcile`: exit 0 when source and target agree (or the drift was
+/// repaired), 1 when a dry run found drift or the comparison failed.
+async fn reconcile(cfg: &Arc<Config>, mapping: &str, apply: bool, format: Format) -> i32 {
+    let Some(m) = cfg.mapping(mapping) else {
+        eprintln!("{}", unknown_mapping(cfg, mapping));
+        return EXIT_USAGE;
+    };
+    let ex = match Exchange::open(cfg.clone(), true).await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("hlx: {e:#}");
+            return EXIT_FAILED;
+        }
+    };
+    let r = crate::reconcile::reconcile(&ex, m, apply).await;
+    ex.province.close().await;
+    let r = match r {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hlx: reconcile {mapping}: {e:#}");
+            return EXIT_FAILED;
+        }
+    };
+    let drift = r.missing + r.differs + r.extra;
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+    } else {
+        println!(
+            "{}: {} source row(s), {} target row(s) in its slice: {} equal, {} missing on the target, {} differ, {} extra on the target, {} rejected by the mapping{}",
+            r.mapping,
+            r.source_rows,
+            r.target_rows,
+            r.equal,
+            r.missing,
+            r.differs,
+            r.extra,
+            r.rejected,
+            match (drift, apply) {
+                (0, _) => " — in step".to_string(),
+                (_, true) => " — repaired".to_string(),
+                (_, false) => " — dry run, nothing changed (--apply repairs)".to_string(),
+            }
+        );
+        for k in &r.missing_keys {
+            println!("  missing  {k}");
+        }
+        for d in &r.differing {
+            println!("  differs  {}: {}", d.key, d.fields.join(", "));
+        }
+        for k in &r.extra_keys {
+            println!("  extra    {k}");
+        }
+    }
+    if drift > 0 && !apply {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
     }
 }

@@ -436,28 +436,8 @@ impl Run<'_> {
         }
     }
 
-    /// The source reader and the target writer, by direction: a pull reads
-    /// the partner and writes the province, a push the other way round.
-    /// `BatchCtx::partner` is the pool a push writes in its own transaction.
     async fn ends(&self) -> Result<(Reader, Writer, Option<Pool>), RunError> {
-        let m = self.m;
-        let partner = self.ex.partner_pool(&m.partner).await?;
-        let province = self.ex.province.clone();
-        if m.direction == Direction::Push {
-            let reader = Reader::new(province, m).await.context("province (the push's source)")?;
-            let writer = Writer::new(&partner, m, m.partner_zone)
-                .await
-                .with_context(|| format!("partner {} (the push's target)", m.partner))?;
-            Ok((reader, writer, Some(partner)))
-        } else {
-            let reader = Reader::new(partner, m)
-                .await
-                .with_context(|| format!("partner {}", m.partner))?;
-            let writer = Writer::new(&province, m, self.ex.config.defaults.timezone)
-                .await
-                .context("province")?;
-            Ok((reader, writer, None))
-        }
+        Ok(ends(self.ex, self.m).await?)
     }
 
     /// Returns `Ok(true)` when it stopped early for shutdown.
@@ -1026,7 +1006,7 @@ impl Run<'_> {
 
 /// An exchange-log entry for a mapping: who, which run, the counts, and the
 /// digest of the mapping and code sets in force.
-fn log_entry(
+pub(crate) fn log_entry(
     m: &Mapping,
     run_id: Option<i64>,
     kind: crate::exchange_log::Kind,
@@ -1272,3 +1252,27 @@ struct Upsert<'a> {
 
 /// A row the flag pattern marks failed: its key values and the reason.
 type Failed = (Vec<Value>, String);
+
+/// The source reader and the target writer of a mapping, by direction: a
+/// pull reads the partner and writes the province, a push the other way
+/// round. The pool is the partner's when the target is the partner (a push
+/// writes it in a transaction of its own).
+pub(crate) async fn ends(ex: &Exchange, m: &Mapping) -> anyhow::Result<(Reader, Writer, Option<Pool>)> {
+    let partner = ex.partner_pool(&m.partner).await?;
+    let province = ex.province.clone();
+    if m.direction == Direction::Push {
+        let reader = Reader::new(province, m).await.context("province (the push's source)")?;
+        let writer = Writer::new(&partner, m, m.partner_zone)
+            .await
+            .with_context(|| format!("partner {} (the push's target)", m.partner))?;
+        Ok((reader, writer, Some(partner)))
+    } else {
+        let reader = Reader::new(partner, m)
+            .await
+            .with_context(|| format!("partner {}", m.partner))?;
+        let writer = Writer::new(&province, m, ex.config.defaults.timezone)
+            .await
+            .context("province")?;
+        Ok((reader, writer, None))
+    }
+}

@@ -39,6 +39,7 @@ pub mod ident;
 pub mod load;
 pub mod mapping;
 pub mod protect;
+pub mod reconcile;
 pub mod rejects;
 pub mod report;
 pub mod samples;

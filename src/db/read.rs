@@ -338,6 +338,44 @@ impl Reader {
         r.with_context(|| format!("reading source table {}", self.catalog.name))
     }
 
+    /// `hlx reconcile`: the next `batch_size` rows after `after` by key
+    /// alone (every row, whatever its watermark or flag), optionally only
+    /// those whose columns equal the given values (a mapping's slice of a
+    /// shared target).
+    pub async fn scan(&self, after: Option<&[Value]>, only: &[(usize, Value)]) -> anyhow::Result<Vec<Vec<Value>>> {
+        let mut args = Vec::new();
+        let mut conds = Vec::new();
+        for (c, v) in only {
+            conds.push(format!("{} = {}", self.cols[*c].quoted, self.param(*c)));
+            args.push(v.clone());
+        }
+        if let Some(k) = after {
+            let k = self.key_after(k, &mut args);
+            conds.push(format!("({k})"));
+        }
+        let keys: Vec<String> = self.key.iter().map(|&k| self.cols[k].quoted.clone()).collect();
+        let where_ = if conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conds.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT {} FROM {}{where_} ORDER BY {} LIMIT {}",
+            self.select,
+            self.table,
+            keys.join(", "),
+            self.batch_size
+        );
+        self.fetch(&sql, &args)
+            .await
+            .with_context(|| format!("scanning {}", self.catalog.name))
+    }
+
+    /// The key values of a row this reader read.
+    pub fn key_of(&self, row: &[Value]) -> Vec<Value> {
+        self.key.iter().map(|&k| row[k].clone()).collect()
+    }
+
     /// Reads the rows with these keys (for re-checks and reconcile).
     pub async fn fetch(&self, sql: &str, args: &[Value]) -> anyhow::Result<Vec<Vec<Value>>> {
         self.fetch_with(sql, args, &self.decs).await

@@ -140,6 +140,13 @@ impl Writer {
         }
     }
 
+    /// A mapped value of field `field` as the target column holds it (for
+    /// `hlx reconcile`, which compares it with what it reads back), and the
+    /// zone naive values of the target are in.
+    pub fn as_stored(&self, field: usize, v: &Value) -> (Value, FixedOffset) {
+        (self.adapt(v, self.cols[field].kind), self.province_zone)
+    }
+
     fn col_list(&self) -> String {
         self.cols
             .iter()

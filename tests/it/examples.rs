@@ -53,18 +53,18 @@ async fn example(shape: Shape, partner: Engine, province: Engine, rows: usize) -
     (p, q, s)
 }
 
+/// Exit code and stdout (stderr only when the command failed: it carries
+/// warnings, e.g. about a password in a URL).
 fn cli(cfg: &Path, args: &[&str]) -> (i32, String) {
     let mut all = vec!["-c", cfg.to_str().unwrap()];
     all.extend_from_slice(args);
     let o = hlx(&all);
-    (
-        o.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    )
+    let code = o.status.code().unwrap_or(-1);
+    let mut out = String::from_utf8_lossy(&o.stdout).into_owned();
+    if code != 0 {
+        out.push_str(&String::from_utf8_lossy(&o.stderr));
+    }
+    (code, out)
 }
 
 /// Runs every mapping; checks each read row was accounted for.

@@ -12,6 +12,7 @@ mod log;
 mod protect;
 mod pull;
 mod push;
+mod reconcile;
 mod rejects;
 mod report;
 mod schema;
