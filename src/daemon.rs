@@ -429,6 +429,21 @@ async fn start_generation(
             let _ = tx.try_send(());
         }
         shared.update(&m.name, |_| {});
+        if let Some(r) = &m.reconcile {
+            let (rtx, rrx) = mpsc::channel::<()>(1);
+            jobs.push(
+                tick_job(r, config.defaults.timezone, rtx)
+                    .with_context(|| format!("mapping {}: reconcile `{r}`", m.name))?,
+            );
+            workers.spawn(reconcile_worker(
+                exchange.clone(),
+                m.name.clone(),
+                rrx,
+                shared.clone(),
+                stop.clone(),
+                shutdown.clone(),
+            ));
+        }
         workers.spawn(worker(
             exchange.clone(),
             m.name.clone(),
@@ -551,6 +566,52 @@ async fn worker(
             failures = 0;
         }
         record(&shared, &name, &out, failures);
+    }
+}
+
+/// A mapping's scheduled reconcile (`reconcile = …`): under the mapping's
+/// lock, so it never overlaps the mapping's own runs; `--apply` semantics.
+async fn reconcile_worker(
+    exchange: Arc<Exchange>,
+    name: String,
+    mut ticks: mpsc::Receiver<()>,
+    shared: Arc<Shared>,
+    stop: Shutdown,
+    shutdown: Shutdown,
+) {
+    let Some(m) = exchange.config.mapping(&name) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.wait() => return,
+            _ = stop.wait() => return,
+            t = ticks.recv() => if t.is_none() { return },
+        }
+        let lock = shared.lock_for(&name);
+        let _one_at_a_time = tokio::select! {
+            g = lock.lock_owned() => g,
+            _ = shutdown.wait() => return,
+        };
+        let _permit = tokio::select! {
+            p = shared.runs.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = shutdown.wait() => return,
+        };
+        match crate::reconcile::reconcile(&exchange, m, true).await {
+            Ok(r) if r.missing + r.differs + r.extra == 0 => {
+                tracing::info!(partner = %m.partner, mapping = %m.name, rows = r.source_rows, "reconcile: in step")
+            }
+            Ok(r) => tracing::warn!(
+                partner = %m.partner,
+                mapping = %m.name,
+                missing = r.missing,
+                differs = r.differs,
+                extra = r.extra,
+                "reconcile repaired drift"
+            ),
+            Err(e) => tracing::error!(partner = %m.partner, mapping = %m.name, "reconcile failed: {e:#}"),
+        }
     }
 }
 

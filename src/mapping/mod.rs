@@ -124,6 +124,9 @@ pub struct Mapping {
     /// SHA-256 (hex) of the mapping file's text, and of the code sets it uses.
     pub digest: String,
     pub schedule: Schedule,
+    /// `reconcile = "0 0 3 * * *"`: the daemon also runs `hlx reconcile
+    /// --apply` on this schedule (for partners that hard-delete).
+    pub reconcile: Option<Schedule>,
     pub batch_size: usize,
     pub lookback: Duration,
     pub on_reject: OnReject,
@@ -495,6 +498,8 @@ struct RawMapping {
     #[serde(default)]
     batch_size: Option<Spanned<i64>>,
     #[serde(default)]
+    reconcile: Option<Spanned<String>>,
+    #[serde(default)]
     lookback: Option<Spanned<String>>,
     #[serde(default)]
     on_reject: Option<Spanned<String>>,
@@ -768,6 +773,16 @@ fn compile(file: &SourceFile, raw: RawMapping, ctx: &Context, diags: &mut Diagno
             }
         },
         None => pd.schedule.unwrap_or_else(|| d.schedule.clone()),
+    };
+    let reconcile = match &raw.reconcile {
+        Some(s) => match Schedule::parse(s.get_ref()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                diags.push(file.at(s.span(), format!("reconcile: {e}")));
+                None
+            }
+        },
+        None => None,
     };
     let batch_size = match &raw.batch_size {
         Some(b) if (1..=1_000_000).contains(b.get_ref()) => *b.get_ref() as usize,
@@ -1092,6 +1107,7 @@ fn compile(file: &SourceFile, raw: RawMapping, ctx: &Context, diags: &mut Diagno
         file: file.path.clone(),
         digest: hex::encode(h.finalize()),
         schedule,
+        reconcile,
         batch_size,
         lookback,
         on_reject,

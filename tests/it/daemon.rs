@@ -449,3 +449,35 @@ async fn the_daemon_writes_yesterdays_report_with_the_log_head() {
     let (code, _) = d.stop(Duration::from_secs(40));
     assert_eq!(code, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_reconcile_propagates_a_hard_delete() {
+    let s = setup(MySql, Postgres, "").await;
+    let cfg = s.scratch.path();
+    let mapping = s.scratch.dir.path().join("mappings/haikou.toml");
+    let text = std::fs::read_to_string(&mapping).unwrap();
+    std::fs::write(
+        &mapping,
+        text.replace(
+            "partner = \"haikou\"\n",
+            "partner = \"haikou\"\nreconcile = \"every 1s\"\n",
+        ),
+    )
+    .unwrap();
+    insert(
+        &s.partner,
+        &[row(1, Some(&now_ts(-2_000_000))), row(2, Some(&now_ts(-1_000_000)))],
+    )
+    .await;
+    let d = Daemon::start(&cfg, &[]);
+    wait_count(&s.province, "work_order", 2, Duration::from_secs(30)).await;
+    // A hard delete: no delta shows it; the scheduled reconcile does.
+    s.partner
+        .exec("DELETE FROM stg_gd_info WHERE GDBH = 'HK00000001'")
+        .await;
+    wait_count(&s.province, "work_order", 1, Duration::from_secs(30)).await;
+    let (code, log) = d.stop(Duration::from_secs(40));
+    assert_eq!(code, 0, "log:\n{log}");
+    assert!(log.contains("reconcile repaired drift"), "{log}");
+    assert_eq!(s.target_keys().await, ["HK00000002"]);
+}
