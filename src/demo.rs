@@ -28,6 +28,10 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../mappings/examples/dept12315_work_order.toml"),
     ),
     (
+        "dept12315_dispatch.toml",
+        include_str!("../mappings/examples/dept12315_dispatch.toml"),
+    ),
+    (
         "sanya_work_order.toml",
         include_str!("../mappings/examples/sanya_work_order.toml"),
     ),
@@ -56,6 +60,9 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../mappings/codesets/division_hainan.toml"),
     ),
 ];
+
+/// Work orders the demo's province has dispatched to 12315.
+const DISPATCHES: usize = 60;
 
 /// Rows per partner.
 const ROWS: &[(Shape, usize)] = &[(Shape::Haikou, 400), (Shape::Dept12315, 150), (Shape::Sanya, 300)];
@@ -91,7 +98,7 @@ async fn go(dir: &Path, json: bool) -> anyhow::Result<i32> {
     } else {
         if fresh {
             println!(
-                "hlx demo: created {} (three SQLite partners, one SQLite province)\n",
+                "hlx demo: created {} (three SQLite partners, one SQLite province; four pulls and one push)\n",
                 dir.display()
             );
         } else {
@@ -189,6 +196,23 @@ hash_key = "hmac-demo"
         samples::fill(&pool, *shape, 0, *rows).await?;
         pool.close().await;
     }
+    // The province: its schema, and work orders the hotline dispatched to
+    // 12315, which dept12315.dispatch pushes into 12315's inbound table.
+    let ep = config::Endpoint::from_url(
+        &format!("sqlite://{}/province.db", abs.display()),
+        chrono::FixedOffset::east_opt(8 * 3600).expect("+8"),
+    )?;
+    let province = Pool::connect(&ep, true).await?;
+    crate::state::State::new(province.clone()).migrate(false).await?;
+    let mut keys = crate::protect::Keyring::default();
+    keys.insert(
+        "sm4-demo",
+        crate::protect::KeyBytes::from_hex(&std::fs::read_to_string(dir.join("keys/sm4-demo"))?)
+            .map_err(anyhow::Error::msg)?,
+    );
+    keys.encrypt_key = Some("sm4-demo".into());
+    samples::province_dispatches(&province, &keys, DISPATCHES).await?;
+    province.close().await;
     std::fs::write(dir.join("exchange.toml"), cfg)?;
     Ok(())
 }

@@ -12,6 +12,7 @@
 
 use crate::db::sql::{exec, exec_pool, Arg};
 use crate::db::{Engine, Pool};
+use crate::protect::{Cipher, Keyring};
 
 /// A partner shape of DOMAIN.md, with its example mappings in `mappings/examples/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -419,4 +420,54 @@ fn sanya_flow_row(e: Engine, g: &mut Lcg, i: usize) -> (String, Vec<Arg>) {
         format!("2024-03-{day:02} 21:30:{:02}.{:06}", i % 60, (i * 31) % 1_000_000).into(),
     ];
     (sql, args)
+}
+
+/// The province's side of the dispatch example (`dept12315_dispatch.toml`):
+/// the view `v_dispatch_12315` over `work_order`, and `rows` work orders the
+/// hotline dispatched to market regulation (handling unit `SCJGJ`), the
+/// appellant's name and phone encrypted with `keys`, every seventh one
+/// confidential (保密件). The provincial schema must exist.
+pub async fn province_dispatches(pool: &Pool, keys: &Keyring, rows: usize) -> anyhow::Result<()> {
+    let e = pool.engine();
+    exec_pool(
+        pool,
+        "CREATE VIEW v_dispatch_12315 AS SELECT * FROM work_order WHERE handling_unit_code = 'SCJGJ'",
+        &[],
+    )
+    .await?;
+    let time = |day: usize, hms: &str| match e {
+        Engine::Sqlite => format!("2024-03-{day:02}T{hms}+08:00"),
+        Engine::Postgres => format!("2024-03-{day:02} {hms}+08:00"),
+        Engine::MySql => format!("2024-03-{day:02} {hms}"),
+    };
+    let ts = ts_param(e, Ty::TsTz);
+    let mut g = Lcg(2024);
+    let mut tx = pool.begin().await?;
+    for i in 0..rows {
+        let day = 1 + i % 20;
+        let phone = format!("138{:08}", (i * 7_919) % 100_000_000);
+        let sql = format!(
+            "INSERT INTO work_order (order_no, source_system, source_order_no, appeal_type, status, content, appellant_name, \
+             caller_phone, is_confidential, division_code, handling_unit_code, handling_unit_name, deadline, updated_at) \
+             VALUES (?, 'province', ?, ?, ?, ?, ?, ?, ?, ?, 'SCJGJ', '海南省市场监督管理局', {ts}, {ts})"
+        );
+        let args: Vec<Arg> = vec![
+            format!("HN2024{i:06}").into(),
+            format!("HN2024{i:06}").into(),
+            g.pick(&["01", "02", "05"]).into(),
+            g.pick(&["21", "22", "60"]).into(),
+            format!("{}（派单 第{i}号）", g.pick(TOPICS)).into(),
+            keys.encrypt(Cipher::Sm4Gcm, g.pick(NAMES))
+                .map_err(anyhow::Error::msg)?
+                .into(),
+            keys.encrypt(Cipher::Sm4Gcm, &phone).map_err(anyhow::Error::msg)?.into(),
+            Arg::Bool(Some(i % 7 == 3)),
+            g.pick(&["460105", "460106", "460202"]).into(),
+            time(day + 7, "17:30:00").into(),
+            time(day, &format!("10:{:02}:{:02}", i % 60, (i * 13) % 60)).into(),
+        ];
+        exec(&mut tx, &sql, &args).await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
