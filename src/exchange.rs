@@ -972,6 +972,7 @@ impl Run<'_> {
             // partner holds. If the province commit fails now, the next run
             // re-sends this batch (upserts on the key: no duplicates).
             p.commit().await.with_context(|| format!("{target}: commit"))?;
+            crash_point_after_partner_commit();
         }
         tx.commit().await.context("province: commit")?;
         if let (Some(r), Some(c)) = (&ctx.consume, &m.source.consume) {
@@ -1274,5 +1275,26 @@ pub(crate) async fn ends(ex: &Exchange, m: &Mapping) -> anyhow::Result<(Reader, 
             .await
             .context("province")?;
         Ok((reader, writer, None))
+    }
+}
+
+/// Fault injection for the tests, in debug builds only: with
+/// `HLX_FAULT_AFTER_PARTNER_COMMIT=N`, the process aborts (as `kill -9`
+/// would end it) right after the N-th partner commit of a push, before the
+/// province's commit: the window README's "no transaction across two
+/// databases" is about. Release builds compile this to nothing.
+fn crash_point_after_partner_commit() {
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    static COMMITS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    if let Some(n) = std::env::var("HLX_FAULT_AFTER_PARTNER_COMMIT")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if COMMITS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == n {
+            eprintln!("hlx: HLX_FAULT_AFTER_PARTNER_COMMIT={n}: aborting between the partner and the province commits");
+            std::process::abort();
+        }
     }
 }

@@ -307,3 +307,57 @@ async fn check_says_when_the_partner_login_may_not_write() {
     assert!(!out.contains(":ro@"), "no password in the output: {out}");
     let _ = db;
 }
+
+/// A real crash in the window: the process dies right after 12315 committed
+/// a batch and before the province recorded it. The rerun sends that batch
+/// again: 12315 ends with exactly the province's rows, no duplicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_the_partner_commit_the_rerun_resends_without_duplicates() {
+    for (p, q) in [(MySql, Postgres), (Postgres, MySql)] {
+        let s = push_setup(p, q).await;
+        let cfg = s.scratch.path();
+        // batch_size 4: several batches; the process dies after the second.
+        std::fs::write(
+            &cfg,
+            std::fs::read_to_string(&cfg)
+                .unwrap()
+                .replace("timezone = \"+08:00\"\n", "timezone = \"+08:00\"\nbatch_size = 4\n"),
+        )
+        .unwrap();
+        for i in 0..13 {
+            order(
+                &s.province,
+                &format!("HK{i:02}"),
+                "SCJGJ",
+                "02",
+                false,
+                &format!("2024-03-01 09:00:{i:02}"),
+            )
+            .await;
+        }
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_hlx"))
+            .args(["-c", cfg.to_str().unwrap(), "run"])
+            .env("HLX_FAULT_AFTER_PARTNER_COMMIT", "2")
+            .env("HLX_LOG", "error")
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "the process was killed");
+        assert_eq!(s.partner.count("t_dispatch").await, 8, "two batches reached 12315");
+        // The province recorded only the first batch.
+        let wm = s.province.hlx("hlx_row_state");
+        assert_eq!(s.province.count(&wm).await, 4, "{p:?} -> {q:?}");
+        let o = s.run_push().await;
+        assert_eq!(o.counts.inserted, 9, "the lost batch and the rest: {:?}", o.counts);
+        assert_eq!(s.partner.count("t_dispatch").await, 13);
+        let keys = s
+            .partner
+            .rows("t_dispatch", &["hotlineOrderNo"], "hotlineOrderNo")
+            .await;
+        let want: Vec<Vec<String>> = (0..13).map(|i| vec![format!("HK{i:02}")]).collect();
+        assert_eq!(keys, want);
+        assert_eq!(
+            s.run_push().await.counts.inserted + s.run_push().await.counts.updated,
+            0
+        );
+    }
+}
