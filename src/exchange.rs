@@ -972,10 +972,11 @@ impl Run<'_> {
             // partner holds. If the province commit fails now, the next run
             // re-sends this batch (upserts on the key: no duplicates).
             p.commit().await.with_context(|| format!("{target}: commit"))?;
-            crash_point_after_partner_commit();
+            crash_point("HLX_FAULT_AFTER_PARTNER_COMMIT");
         }
         tx.commit().await.context("province: commit")?;
         if let (Some(r), Some(c)) = (&ctx.consume, &m.source.consume) {
+            crash_point("HLX_FAULT_BEFORE_MARKS");
             // After the province commit: a crash before this line leaves the
             // rows flagged new; the next run reads them again and finds them
             // unchanged (checksums), then marks them.
@@ -1278,22 +1279,21 @@ pub(crate) async fn ends(ex: &Exchange, m: &Mapping) -> anyhow::Result<(Reader, 
     }
 }
 
-/// Fault injection for the tests, in debug builds only: with
-/// `HLX_FAULT_AFTER_PARTNER_COMMIT=N`, the process aborts (as `kill -9`
-/// would end it) right after the N-th partner commit of a push, before the
-/// province's commit: the window README's "no transaction across two
-/// databases" is about. Release builds compile this to nothing.
-fn crash_point_after_partner_commit() {
+/// Fault injection for the tests, in debug builds only: with `VAR=N` in
+/// the environment, the process aborts (as `kill -9` would end it) the N-th
+/// time it passes this point. `HLX_FAULT_AFTER_PARTNER_COMMIT`: right after
+/// a push's partner commit, before the province's (README, "no transaction
+/// across two databases"); `HLX_FAULT_BEFORE_MARKS`: after the province
+/// commit of a flag-pattern batch, before its rows are marked. Release
+/// builds compile this to nothing.
+fn crash_point(var: &str) {
     if !cfg!(debug_assertions) {
         return;
     }
-    static COMMITS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    if let Some(n) = std::env::var("HLX_FAULT_AFTER_PARTNER_COMMIT")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        if COMMITS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == n {
-            eprintln!("hlx: HLX_FAULT_AFTER_PARTNER_COMMIT={n}: aborting between the partner and the province commits");
+    static PASSES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    if let Some(n) = std::env::var(var).ok().and_then(|v| v.parse::<usize>().ok()) {
+        if PASSES.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == n {
+            eprintln!("hlx: {var}={n}: aborting here");
             std::process::abort();
         }
     }

@@ -165,3 +165,53 @@ fn consume_with_a_watermark_is_refused() {
         "{err}"
     );
 }
+
+/// A real crash after the province committed a batch and before its rows
+/// were marked: the rerun reads them again (still new), finds them
+/// unchanged, and marks them; the province holds each row once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_before_the_marks_the_rerun_marks_without_writing_twice() {
+    let p = fresh(MySql, "haikou").await;
+    let q = fresh(Postgres, "province").await;
+    samples::create(&p.pool, Shape::Haikou).await.unwrap();
+    samples::fill(&p.pool, Shape::Haikou, 0, 100).await.unwrap();
+    let s = scratch(
+        &q.url,
+        &[("haikou", &p.url)],
+        &[("haikou.toml", &flagged_mapping())],
+        "batch_size = 30",
+    );
+    std::fs::copy(
+        root().join("mappings/examples/codesets/haikou.toml"),
+        s.dir.path().join("mappings/codesets/haikou.toml"),
+    )
+    .unwrap();
+    let cfg = s.path();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_hlx"))
+        .args(["-c", cfg.to_str().unwrap(), "run"])
+        .env("HLX_FAULT_BEFORE_MARKS", "2")
+        .env("HLX_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "the process was killed");
+    assert_eq!(
+        p.count("stg_gd_info WHERE CLBZ <> '0'").await,
+        30,
+        "only the first batch was marked"
+    );
+    let landed = q.count("work_order").await;
+    assert!(landed > 50, "two batches reached the province: {landed}");
+    let out = run_once(&load(&cfg)).await.remove(0);
+    assert_eq!(out.status, Status::Ok, "{:?}", out.error);
+    assert!(
+        out.counts.unchanged >= 30,
+        "the second batch was read again, unchanged: {:?}",
+        out.counts
+    );
+    assert_eq!(p.count("stg_gd_info WHERE CLBZ = '0'").await, 0);
+    // The province holds exactly the rows marked taken (less the deletes).
+    assert_eq!(
+        q.count("work_order").await,
+        p.count("stg_gd_info WHERE CLBZ = '1' AND OP_FLAG <> 'D'").await
+    );
+}
