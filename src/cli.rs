@@ -366,6 +366,12 @@ pub fn render_outcomes(outcomes: &[Outcome]) -> String {
             o.seconds,
             o.watermark.as_deref().unwrap_or("-")
         ));
+        if c.ignored > 0 {
+            s.push_str(&format!(
+                "{:<w$}  {} change(s) to fields the other side owns were ignored (two-way)\n",
+                "", c.ignored
+            ));
+        }
         if c.fallbacks > 0 {
             s.push_str(&format!(
                 "{:<w$}  {} row(s) classified 'other' by code-set fallback (unknown partner codes; see the log)\n",

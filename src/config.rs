@@ -983,7 +983,7 @@ pub fn load(path: &Path) -> Result<Config, Diagnostics> {
                 keys: &keys,
             };
             for f in files {
-                if let Some(m) = mapping::load(&f, &ctx, &mut diags) {
+                for m in mapping::load(&f, &ctx, &mut diags) {
                     if let Some(other) = mappings.iter().find(|x| x.name == m.name) {
                         diags.push(Diagnostic::file(
                             &f,

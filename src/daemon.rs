@@ -420,7 +420,14 @@ async fn start_generation(
         .collect();
     shared.retain(&enabled);
     let mut jobs = Vec::new();
-    for m in config.mappings.iter().filter(|m| m.enabled) {
+    // The push half of a two-way mapping runs right after its pull half, in
+    // the pull half's worker, on the pull half's schedule.
+    let runs_with_its_pull = |m: &crate::mapping::Mapping| {
+        m.pair.as_ref().is_some_and(|p| {
+            p.role == crate::mapping::Direction::Push && config.mapping(&p.sibling).is_some_and(|s| s.enabled)
+        })
+    };
+    for m in config.mappings.iter().filter(|m| m.enabled && !runs_with_its_pull(m)) {
         let (tx, rx) = mpsc::channel::<()>(1);
         let job = tick_job(&m.schedule, config.defaults.timezone, tx.clone())
             .with_context(|| format!("mapping {}: schedule `{}`", m.name, m.schedule))?;
@@ -545,7 +552,24 @@ async fn worker(
             return;
         }
         shared.update(&name, |h| h.running = true);
-        let out = exchange.run(m, &shutdown).await;
+        let mut out = exchange.run(m, &shutdown).await;
+        // A two-way pull half: its push half follows at once.
+        if let Some(push) = m
+            .pair
+            .as_ref()
+            .filter(|p| p.role == crate::mapping::Direction::Pull)
+            .and_then(|p| exchange.config.mapping(&p.sibling))
+            .filter(|p| p.enabled)
+        {
+            if !matches!(out.status, Status::Failed | Status::Halted) && !shutdown.is_triggered() {
+                shared.update(&push.name, |h| h.running = true);
+                let pushed = exchange.run(push, &shutdown).await;
+                record(&shared, &push.name, &pushed, 0);
+                if matches!(pushed.status, Status::Failed | Status::Halted) {
+                    out = pushed;
+                }
+            }
+        }
         let failed = matches!(out.status, Status::Failed | Status::Halted);
         if failed {
             failures += 1;

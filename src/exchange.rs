@@ -141,10 +141,34 @@ impl Exchange {
         } else {
             names.iter().filter_map(|n| self.config.mapping(n)).collect()
         };
-        futures::stream::iter(maps.into_iter().map(|m| self.run(m, shutdown)))
-            .buffer_unordered(4)
-            .collect()
-            .await
+        // The halves of a two-way mapping run as one unit, the pull half first.
+        let selected: std::collections::HashSet<&str> = maps.iter().map(|m| m.name.as_str()).collect();
+        let paired = |m: &Mapping, role: Direction| {
+            m.pair
+                .as_ref()
+                .filter(|p| p.role == role && selected.contains(p.sibling.as_str()))
+                .and_then(|p| self.config.mapping(&p.sibling))
+        };
+        let units: Vec<Vec<&Mapping>> = maps
+            .iter()
+            .filter(|m| paired(m, Direction::Push).is_none())
+            .map(|m| {
+                let mut unit = vec![*m];
+                unit.extend(paired(m, Direction::Pull));
+                unit
+            })
+            .collect();
+        let outs: Vec<Vec<Outcome>> = futures::stream::iter(units.into_iter().map(|unit| async move {
+            let mut outs = Vec::new();
+            for m in unit {
+                outs.push(self.run(m, shutdown).await);
+            }
+            outs
+        }))
+        .buffer_unordered(4)
+        .collect()
+        .await;
+        outs.into_iter().flatten().collect()
     }
 
     /// Runs one mapping to completion. Every log line of the run carries
@@ -440,6 +464,173 @@ impl Run<'_> {
         Ok(ends(self.ex, self.m).await?)
     }
 
+    /// Two-way, pull half: for the rows about to be written, the shared
+    /// fields that the province changed too since the push half last saw
+    /// the row (its checksum moved), and that now differ, are conflicts:
+    /// each is settled by the policy and recorded. Returns, per upsert, the
+    /// row to write instead (the province's value kept), or an empty row.
+    async fn settle_conflicts(
+        &self,
+        tx: &mut crate::db::Tx,
+        sib: &Sibling,
+        pair: &crate::mapping::twoway::Pair,
+        rows: &Rows,
+        upserts: &[Upsert<'_>],
+    ) -> Result<(Vec<Vec<Value>>, u64), RunError> {
+        use crate::mapping::twoway::Policy;
+        let m = self.m;
+        let keys: Vec<Vec<Value>> = upserts
+            .iter()
+            .map(|u| m.target.key.iter().map(|&k| u.values[k].clone()).collect())
+            .collect();
+        let province: HashMap<String, Vec<Value>> = sib
+            .reader
+            .rows_by_key(&keys)
+            .await
+            .context("province: reading the rows a two-way pull would change")?
+            .into_iter()
+            .map(|r| (sib.m.row_key(&r), r))
+            .collect();
+        let texts: Vec<String> = keys
+            .iter()
+            .map(|k| crate::mapping::key_text(&k.iter().collect::<Vec<_>>()))
+            .collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let pushed = self
+            .ex
+            .state
+            .checksums_tx(tx, sib.id, &refs)
+            .await
+            .context("province")?;
+        let pzone = self.ex.config.defaults.timezone;
+        let mut out = vec![Vec::new(); upserts.len()];
+        let mut ignored = 0;
+        for (j, u) in upserts.iter().enumerate() {
+            let Some(prov) = province.get(&texts[j]) else { continue };
+            // The partner changed a field the province owns: not taken.
+            let foreign = pair
+                .province_owned
+                .iter()
+                .filter(|&&(pf, pc)| !crate::reconcile::same(&u.values[pf], &prov[pc], pzone))
+                .count();
+            if foreign > 0 {
+                ignored += foreign as u64;
+                tracing::info!(key = %texts[j], fields = foreign, "two-way: the partner's changes to province-owned fields are ignored");
+            }
+            let Some(st) = pushed.get(&texts[j]) else { continue };
+            let changed_in_province = match sib.m.map_row(prov) {
+                Ok(Mapped::Row { checksum, .. }) => st.checksum.as_slice() != checksum,
+                _ => false,
+            };
+            if !changed_in_province {
+                continue;
+            }
+            for &(pf, pc) in &pair.shared {
+                let (partner_v, province_v) = (&u.values[pf], &prov[pc]);
+                if crate::reconcile::same(partner_v, province_v, pzone) {
+                    continue;
+                }
+                let partner_newer = match pair.policy {
+                    Policy::ProvinceWins => false,
+                    Policy::NewerWins => {
+                        let pt = m
+                            .source
+                            .watermark
+                            .and_then(|w| crate::reconcile::instant(&rows[u.row][w], m.zone));
+                        let qt = sib
+                            .m
+                            .source
+                            .watermark
+                            .and_then(|w| crate::reconcile::instant(&prov[w], pzone));
+                        matches!((pt, qt), (Some(p), Some(q)) if p > q + pair.skew)
+                    }
+                };
+                let kept = if partner_newer { "partner" } else { "province" };
+                tracing::warn!(
+                    key = %texts[j],
+                    field = %m.fields[pf].target,
+                    kept,
+                    policy = pair.policy.as_str(),
+                    "two-way conflict: both sides changed a shared field"
+                );
+                let show = |v: &Value| (!v.is_null()).then(|| m.fields[pf].show(v));
+                self.ex
+                    .state
+                    .conflict_tx(
+                        tx,
+                        &pair.name,
+                        &texts[j],
+                        m.fields[pf].target.as_str(),
+                        show(province_v),
+                        show(partner_v),
+                        kept,
+                        pair.policy.as_str(),
+                        self.run_id,
+                    )
+                    .await
+                    .context("province: recording a conflict")?;
+                if !partner_newer {
+                    if out[j].is_empty() {
+                        out[j] = u.values.to_vec();
+                    }
+                    out[j][pf] = province_v.clone();
+                }
+            }
+        }
+        Ok((out, ignored))
+    }
+
+    /// Two-way: after this half wrote rows, the other half's checksums of
+    /// them, recomputed from the rows as they now stand on the side written
+    /// (origin tracking): when they come back, they are unchanged.
+    async fn track_origin(&self, sib: &Sibling, written: &[Vec<Value>]) -> Result<(), RunError> {
+        if written.is_empty() {
+            return Ok(());
+        }
+        let rows = sib
+            .reader
+            .rows_by_key(written)
+            .await
+            .context("two-way: reading back the rows written")?;
+        let mut saved = Vec::new();
+        let keys: Vec<String> = rows.iter().map(|r| sib.m.row_key(r)).collect();
+        for (r, k) in rows.iter().zip(&keys) {
+            if let Ok(Mapped::Row { checksum, .. }) = sib.m.map_row(r) {
+                saved.push(StateRow {
+                    key: k.as_str(),
+                    checksum,
+                    deleted: false,
+                    wm: sib.m.source.watermark.map(|w| crate::state::wm_text(&r[w])),
+                });
+            }
+        }
+        let mut tx = self.ex.province.begin().await.context("province")?;
+        self.ex
+            .state
+            .save_checksums_tx(&mut tx, sib.id, &saved, false, false)
+            .await
+            .context("province: two-way checksums")?;
+        tx.commit().await.context("province: commit")?;
+        Ok(())
+    }
+
+    /// The other half of a two-way mapping, reading the side this half writes.
+    async fn sibling(&self) -> Result<Option<Sibling>, RunError> {
+        let Some(pair) = &self.m.pair else { return Ok(None) };
+        let sm = self
+            .ex
+            .config
+            .mapping(&pair.sibling)
+            .with_context(|| format!("the other half {} is not loaded", pair.sibling))?;
+        let (reader, _, _) = ends(self.ex, sm).await?;
+        let id = self.ex.state.mapping_id(&sm.name, &sm.partner).await?;
+        Ok(Some(Sibling {
+            m: Arc::new(sm.clone()),
+            reader,
+            id,
+        }))
+    }
+
     /// Returns `Ok(true)` when it stopped early for shutdown.
     async fn go(&mut self, shutdown: &Shutdown) -> Result<bool, RunError> {
         let m = self.m;
@@ -454,6 +645,7 @@ impl Run<'_> {
             mapping: Arc::new(m.clone()),
             partner,
             consume: m.source.consume.as_ref().map(|_| reader.clone()),
+            sibling: self.sibling().await?,
         };
         self.optimistic = target_engine == crate::db::Engine::Postgres
             && self.position.is_none()
@@ -508,6 +700,7 @@ impl Run<'_> {
             mapping: Arc::new(m.clone()),
             partner,
             consume: m.source.consume.as_ref().map(|_| reader.clone()),
+            sibling: self.sibling().await?,
         };
         let mut after = 0;
         loop {
@@ -754,6 +947,22 @@ impl Run<'_> {
             }
         }
 
+        // Two-way, pull half: shared fields both sides changed are settled by
+        // the policy before anything is written.
+        let mut settled: Vec<Vec<Value>> = Vec::new();
+        if let (Some(sib), Some(pair)) = (&ctx.sibling, &m.pair) {
+            if pair.role == Direction::Pull && !upserts.is_empty() {
+                let ignored;
+                (settled, ignored) = self.settle_conflicts(&mut tx, sib, pair, rows, &upserts).await?;
+                c.ignored += ignored;
+                for (u, v) in upserts.iter_mut().zip(settled.iter()) {
+                    if !v.is_empty() {
+                        u.values = v.as_slice();
+                    }
+                }
+            }
+        }
+
         // Target writes; rows the target refuses join the rejections. A
         // push writes the partner in a transaction of its own.
         let target = if ctx.partner.is_some() {
@@ -773,6 +982,18 @@ impl Run<'_> {
             .await
             .with_context(|| format!("{target}: writing the target"))?;
         let refused_idx: std::collections::HashSet<usize> = refused.iter().map(|(j, _)| *j).collect();
+        let written_keys: Vec<Vec<Value>> = if ctx.sibling.is_some() {
+            upserts
+                .iter()
+                .enumerate()
+                // A row whose conflict the province won must still go to the
+                // partner: the push half is not told it is in step.
+                .filter(|(j, _)| !refused_idx.contains(j) && settled.get(*j).is_none_or(|v| v.is_empty()))
+                .map(|(_, u)| m.target.key.iter().map(|&k| u.values[k].clone()).collect())
+                .collect()
+        } else {
+            Vec::new()
+        };
         c.fallbacks = upserts
             .iter()
             .enumerate()
@@ -990,6 +1211,9 @@ impl Run<'_> {
                     .with_context(|| format!("partner {}", m.partner))?;
             }
         }
+        if let Some(sib) = &ctx.sibling {
+            self.track_origin(sib, &written_keys).await?;
+        }
         tracing::debug!(
             rows = rows.len(),
             written = c.inserted + c.updated,
@@ -1143,6 +1367,16 @@ struct BatchCtx<'a> {
     /// The flag pattern: the source reader, which marks the rows taken
     /// once the province committed them.
     consume: Option<Reader>,
+    /// A half of a two-way mapping: the other half.
+    sibling: Option<Sibling>,
+}
+
+/// The other half of a two-way mapping: its mapping, a reader of its source
+/// (the side this half writes), and its state id.
+struct Sibling {
+    m: Arc<Mapping>,
+    reader: Reader,
+    id: i64,
 }
 
 /// A batch read from the source and mapped, ready to write.

@@ -267,7 +267,7 @@ fn differing_fields(m: &Mapping, writer: &crate::db::write::Writer, mapped: &[Va
 
 /// Equal as a user would judge it: numbers by value, times as instants,
 /// text without trailing blanks (CHAR padding), booleans by truth.
-fn same(a: &Value, b: &Value, zone: FixedOffset) -> bool {
+pub(crate) fn same(a: &Value, b: &Value, zone: FixedOffset) -> bool {
     use Value::*;
     match (a, b) {
         (Null, Null) => true,
@@ -290,7 +290,7 @@ fn same(a: &Value, b: &Value, zone: FixedOffset) -> bool {
 
 /// A time value as an instant: native timestamps, and the text forms hlx
 /// writes to SQLite (RFC 3339, `yyyy-MM-dd HH:mm:ss[.f][±hh:mm]`).
-fn instant(v: &Value, zone: FixedOffset) -> Option<chrono::DateTime<chrono::Utc>> {
+pub(crate) fn instant(v: &Value, zone: FixedOffset) -> Option<chrono::DateTime<chrono::Utc>> {
     use chrono::{DateTime, NaiveDateTime, Utc};
     match v {
         Value::TimestampTz(t) => Some(t.with_timezone(&Utc)),

@@ -129,6 +129,8 @@ pub struct Counts {
     pub null_watermark: u64,
     /// Rows written with a code that fell back to an 'other' classification.
     pub fallbacks: u64,
+    /// Two-way: the other side's changes to fields it does not own, not taken.
+    pub ignored: u64,
 }
 
 impl Counts {
@@ -142,6 +144,7 @@ impl Counts {
         self.rejected += o.rejected;
         self.null_watermark += o.null_watermark;
         self.fallbacks += o.fallbacks;
+        self.ignored += o.ignored;
     }
 }
 
@@ -619,12 +622,50 @@ impl State {
         }
     }
 
+    /// Records a two-way conflict (in the batch's transaction).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn conflict_tx(
+        &self,
+        tx: &mut Tx,
+        mapping: &str,
+        row_key: &str,
+        field: &str,
+        province_value: Option<String>,
+        partner_value: Option<String>,
+        kept: &str,
+        policy: &str,
+        run_id: i64,
+    ) -> anyhow::Result<()> {
+        let sql = format!(
+            "INSERT INTO {} (mapping, row_key, field, province_value, partner_value, kept, policy, detected_at, run_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            self.t("hlx_conflict")
+        );
+        exec(
+            tx,
+            &sql,
+            &[
+                mapping.into(),
+                row_key.into(),
+                field.into(),
+                province_value.into(),
+                partner_value.into(),
+                kept.into(),
+                policy.into(),
+                now().into(),
+                run_id.into(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Adds a batch's counts to its run (in the batch's transaction).
     pub async fn add_counts_tx(&self, tx: &mut Tx, run: i64, c: &Counts, wm_to: Option<String>) -> anyhow::Result<()> {
         let sql = format!(
             "UPDATE {} SET batches = batches + ?, rows_read = rows_read + ?, inserted = inserted + ?, updated = updated + ?, \
              unchanged = unchanged + ?, deleted = deleted + ?, rejected = rejected + ?, null_watermark = null_watermark + ?, \
-             fallbacks = fallbacks + ?, wm_to = COALESCE(?, wm_to) WHERE id = ?",
+             fallbacks = fallbacks + ?, ignored = ignored + ?, wm_to = COALESCE(?, wm_to) WHERE id = ?",
             self.t("hlx_run")
         );
         let n = |x: u64| Arg::I64(Some(x as i64));
@@ -641,6 +682,7 @@ impl State {
                 n(c.rejected),
                 n(c.null_watermark),
                 n(c.fallbacks),
+                n(c.ignored),
                 wm_to.into(),
                 run.into(),
             ],

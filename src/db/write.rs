@@ -26,6 +26,8 @@ struct TgtCol {
     quoted: String,
     kind: Kind,
     sql_type: String,
+    /// False for an insert-only field: set when the row is new, never updated.
+    update: bool,
 }
 
 /// Writes one mapping's target table.
@@ -56,6 +58,7 @@ impl Writer {
                     quoted: Ident::parse(&c.name).map_err(anyhow::Error::msg)?.quoted(engine),
                     kind: c.kind,
                     sql_type: c.sql_type.clone(),
+                    update: !f.insert_only,
                 }),
                 Err(e) => problems.push(e),
             }
@@ -68,6 +71,7 @@ impl Writer {
                         quoted: Ident::parse(&c.name).map_err(anyhow::Error::msg)?.quoted(engine),
                         kind: c.kind,
                         sql_type: c.sql_type.clone(),
+                        update: true,
                     },
                     value.clone(),
                 )),
@@ -205,7 +209,7 @@ impl Writer {
         let cols = self.col_list();
         let keys: Vec<&str> = self.key.iter().map(|&k| self.cols[k].quoted.as_str()).collect();
         let non_key: Vec<&TgtCol> = (0..self.cols.len())
-            .filter(|i| !self.key.contains(i))
+            .filter(|i| !self.key.contains(i) && self.cols[*i].update)
             .map(|i| &self.cols[i])
             .collect();
         match tx {

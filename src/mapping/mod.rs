@@ -13,6 +13,7 @@ pub mod codeset;
 pub mod datetime;
 pub mod mask;
 pub mod rules;
+pub mod twoway;
 
 use crate::config::{Defaults, Duration, OnReject, RejectLimit, Schedule};
 use crate::diag::{Diagnostic, Diagnostics, SourceFile};
@@ -141,6 +142,10 @@ pub struct Mapping {
     pub fields: Vec<Field>,
     /// `[confidential]`, checked.
     pub confidential: Option<Confidential>,
+    /// A half of a two-way mapping ([`twoway`]).
+    pub pair: Option<twoway::Pair>,
+    /// A two-way mapping before [`twoway::split`] (never in a loaded config).
+    pub both: Option<twoway::BothSpec>,
     pub tests: Vec<MappingTest>,
 }
 
@@ -510,6 +515,8 @@ struct RawMapping {
     fields: Spanned<IndexMap<Spanned<String>, Spanned<RawField>>>,
     #[serde(default)]
     confidential: Option<Spanned<RawConfidential>>,
+    #[serde(default)]
+    conflict: Option<Spanned<RawConflict>>,
     #[serde(default, rename = "test")]
     tests: Vec<Spanned<RawTest>>,
 }
@@ -563,6 +570,18 @@ struct RawTarget {
     key: Spanned<Vec<Spanned<String>>>,
     #[serde(default)]
     on_delete: Option<Spanned<toml::Value>>,
+    /// Two-way: the province table's change column (the push half's watermark).
+    #[serde(default)]
+    watermark: Option<Spanned<String>>,
+}
+
+/// `[conflict]` of a two-way mapping.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConflict {
+    policy: Spanned<String>,
+    #[serde(default)]
+    skew: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -627,6 +646,8 @@ struct RawRule {
     #[serde(default)]
     reverse: Option<Spanned<bool>>,
     #[serde(default)]
+    owner: Option<Spanned<String>>,
+    #[serde(default)]
     decrypt: Option<Spanned<bool>>,
     #[serde(default)]
     appeal_code: Option<bool>,
@@ -660,7 +681,28 @@ pub struct Context<'a> {
 }
 
 /// Loads and checks one mapping file; problems go to `diags`.
-pub fn load(path: &Path, ctx: &Context, diags: &mut Diagnostics) -> Option<Mapping> {
+/// Loads and checks one mapping file; problems go to `diags`. A two-way
+/// file gives its two halves ([`twoway::split`]).
+pub fn load(path: &Path, ctx: &Context, diags: &mut Diagnostics) -> Vec<Mapping> {
+    let Some(m) = load_one(path, ctx, diags) else {
+        return vec![];
+    };
+    match m.both.clone() {
+        None => vec![m],
+        Some(spec) => {
+            let path = m.file.clone();
+            match twoway::split(m, spec) {
+                Ok(halves) => halves,
+                Err(e) => {
+                    diags.push(Diagnostic::file(&path, e));
+                    vec![]
+                }
+            }
+        }
+    }
+}
+
+fn load_one(path: &Path, ctx: &Context, diags: &mut Diagnostics) -> Option<Mapping> {
     let file = match SourceFile::read(path) {
         Ok(f) => f,
         Err(d) => {
@@ -741,18 +783,7 @@ fn compile(file: &SourceFile, raw: RawMapping, ctx: &Context, diags: &mut Diagno
     let direction = match raw.direction.as_ref().map(|d| d.get_ref().as_str()) {
         None | Some("pull") => Direction::Pull,
         Some("push") => Direction::Push,
-        Some("both") => {
-            let d = raw.direction.as_ref().expect("some");
-            diags.push(
-                file.at(
-                    d.span(),
-                    "direction = \"both\" (two-way exchange) is not available in this version of hlx; \
-                 write a pull and a push mapping for now"
-                        .to_string(),
-                ),
-            );
-            Direction::Pull
-        }
+        Some("both") => Direction::Both,
         Some(other) => {
             let d = raw.direction.as_ref().expect("some");
             diags.push(file.at(
@@ -909,6 +940,7 @@ fn compile(file: &SourceFile, raw: RawMapping, ctx: &Context, diags: &mut Diagno
     };
 
     let mut fields: Vec<Field> = Vec::new();
+    let mut owners: Vec<twoway::Owner> = Vec::new();
     for (target, spec) in raw.fields.get_ref() {
         let Some(target_id) = ident(file, target, "field name", diags) else {
             continue;
@@ -941,6 +973,7 @@ fn compile(file: &SourceFile, raw: RawMapping, ctx: &Context, diags: &mut Diagno
                     max_chars: None,
                     personal: None,
                     sealed_input: sealed_input(direction, false, ctx),
+                    insert_only: false,
                 }
             }
             RawField::Rule(r) => match compile_rule(
@@ -957,6 +990,30 @@ fn compile(file: &SourceFile, raw: RawMapping, ctx: &Context, diags: &mut Diagno
                 None => continue,
             },
         };
+        if direction == Direction::Both {
+            let owner = match spec.get_ref() {
+                RawField::Rule(r) => r.owner.as_ref(),
+                RawField::From(_) => None,
+            };
+            match owner.map(|o| (o, twoway::Owner::parse(o.get_ref()))) {
+                Some((_, Some(o))) => owners.push(o),
+                Some((o, None)) => diags.push(file.at(
+                    o.span(),
+                    format!("owner `{}`: expected \"province\", \"partner\" or \"both\"", o.get_ref()),
+                )),
+                None => diags.push(file.at(
+                    spec.span(),
+                    format!(
+                        "field `{}`: in a two-way mapping every field names its owner (owner = \"province\", \"partner\" or \"both\")",
+                        field.target
+                    ),
+                )),
+            }
+        } else if let RawField::Rule(r) = spec.get_ref() {
+            if let Some(o) = &r.owner {
+                diags.push(file.at(o.span(), "`owner` is for two-way mappings (direction = \"both\")"));
+            }
+        }
         fields.push(field);
     }
     if fields.is_empty() {
@@ -1092,6 +1149,72 @@ fn compile(file: &SourceFile, raw: RawMapping, ctx: &Context, diags: &mut Diagno
         });
     }
 
+    let both = if direction == Direction::Both {
+        let tgt = raw.target.get_ref();
+        let wm = match &tgt.watermark {
+            Some(w) => ident(file, w, "[target] watermark", diags),
+            None => {
+                diags.push(file.at(
+                    raw.target.span(),
+                    "[target] watermark: a two-way mapping names the province table's change column (its push half's watermark)",
+                ));
+                None
+            }
+        };
+        let (policy, skew) = match &raw.conflict {
+            None => {
+                diags.push(file.at(
+                    raw.fields.span(),
+                    "a two-way mapping says how conflicts on shared fields are settled: [conflict] policy = \"newer_wins\" or \"province_wins\"",
+                ));
+                (twoway::Policy::ProvinceWins, chrono::Duration::zero())
+            }
+            Some(c) => {
+                let c = c.get_ref();
+                let policy = match c.policy.get_ref().as_str() {
+                    "newer_wins" => twoway::Policy::NewerWins,
+                    "province_wins" => twoway::Policy::ProvinceWins,
+                    other => {
+                        diags.push(file.at(
+                            c.policy.span(),
+                            format!("[conflict] policy `{other}`: expected \"newer_wins\" or \"province_wins\""),
+                        ));
+                        twoway::Policy::ProvinceWins
+                    }
+                };
+                let skew = match &c.skew {
+                    Some(sk) => match Duration::parse(sk.get_ref()) {
+                        Ok(d) => d.chrono(),
+                        Err(e) => {
+                            diags.push(file.at(sk.span(), format!("[conflict] skew: {e}")));
+                            chrono::Duration::zero()
+                        }
+                    },
+                    None => chrono::Duration::zero(),
+                };
+                (policy, skew)
+            }
+        };
+        wm.map(|province_watermark| twoway::BothSpec {
+            owners,
+            province_watermark,
+            policy,
+            skew,
+            province_zone: d.timezone,
+        })
+    } else {
+        if let Some(w) = &raw.target.get_ref().watermark {
+            diags.push(file.at(
+                w.span(),
+                "[target] watermark is for two-way mappings (direction = \"both\")",
+            ));
+        }
+        if let Some(c) = &raw.conflict {
+            diags.push(file.at(c.span(), "[conflict] is for two-way mappings (direction = \"both\")"));
+        }
+        None
+    };
+
     let mut h = Sha256::new();
     h.update(file.text.as_bytes());
     for (name, text) in &ctx.codesets.sources {
@@ -1128,6 +1251,8 @@ fn compile(file: &SourceFile, raw: RawMapping, ctx: &Context, diags: &mut Diagno
             on_delete,
         },
         confidential,
+        pair: None,
+        both,
         fields,
         tests,
     })
@@ -1396,6 +1521,7 @@ fn compile_rule(
         max_chars,
         personal,
         sealed_input: sealed_input(direction, r.decrypt.as_ref().is_some_and(|d| *d.get_ref()), ctx),
+        insert_only: false,
     })
 }
 

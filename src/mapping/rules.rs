@@ -131,6 +131,9 @@ pub struct Field {
     /// What a push does with an input that is hlx ciphertext (a `protect`ed
     /// provincial column).
     pub sealed_input: SealedInput,
+    /// Written when the target row is new, never updated (a two-way pull
+    /// half's province-owned fields).
+    pub insert_only: bool,
 }
 
 /// A push reads provincial columns that may hold ciphertext (`hlx1:…`).
@@ -509,6 +512,7 @@ mod tests {
             max_chars,
             personal,
             sealed_input: SealedInput::Pass,
+            insert_only: false,
         }
     }
 

@@ -16,4 +16,5 @@ mod reconcile;
 mod rejects;
 mod report;
 mod schema;
+mod twoway;
 mod types;
