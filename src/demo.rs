@@ -40,6 +40,10 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../mappings/examples/sanya_work_order_flow.toml"),
     ),
     (
+        "sanya_knowledge.toml",
+        include_str!("../mappings/examples/sanya_knowledge.toml"),
+    ),
+    (
         "codesets/haikou.toml",
         include_str!("../mappings/examples/codesets/haikou.toml"),
     ),

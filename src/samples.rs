@@ -130,6 +130,21 @@ pub async fn create(pool: &Pool, shape: Shape) -> anyhow::Result<()> {
                 t(Ty::Str(100)), t(Ty::Text), t(Ty::Ts6)
             ),
             "CREATE INDEX gd_flow_modified ON gd_flow (modified_at, flow_no)".into(),
+            // The city's knowledge base, exchanged both ways with the province's.
+            format!(
+                "CREATE TABLE kb_article (article_no {} NOT NULL PRIMARY KEY, title {} NOT NULL, content {}, category {}, \
+                 keywords {}, status {}, issuer {}, updated_at {} NOT NULL DEFAULT {})",
+                t(Ty::Str(64)), t(Ty::Str(500)), t(Ty::Text), t(Ty::Str(200)), t(Ty::Str(200)), t(Ty::Str(8)),
+                t(Ty::Str(100)), t(Ty::Ts6),
+                // The city's clock stamps rows it did not write itself (hlx
+                // sends province-owned and shared columns only).
+                match e {
+                    Engine::Postgres => "LOCALTIMESTAMP",
+                    Engine::MySql => "CURRENT_TIMESTAMP(6)",
+                    Engine::Sqlite => "CURRENT_TIMESTAMP",
+                }
+            ),
+            "CREATE INDEX kb_article_updated ON kb_article (updated_at, article_no)".into(),
         ],
     };
     for sql in ddl {
@@ -185,6 +200,10 @@ pub async fn fill(pool: &Pool, shape: Shape, from: usize, rows: usize) -> anyhow
             Shape::Sanya => {
                 let (sql, args) = sanya_flow_row(e, &mut g, i);
                 exec(&mut tx, &sql, &args).await?;
+                if i % 10 == 0 {
+                    let (sql, args) = sanya_article_row(e, &mut g, i / 10);
+                    exec(&mut tx, &sql, &args).await?;
+                }
                 sanya_row(e, &mut g, i)
             }
         };
@@ -470,4 +489,34 @@ pub async fn province_dispatches(pool: &Pool, keys: &Keyring, rows: usize) -> an
     }
     tx.commit().await?;
     Ok(())
+}
+
+fn sanya_article_row(e: Engine, g: &mut Lcg, i: usize) -> (String, Vec<Arg>) {
+    let topic = g.pick(&["城市管理", "交通出行", "社会保障", "市场监管"]);
+    let sql = format!(
+        "INSERT INTO kb_article (article_no, title, content, category, keywords, status, issuer, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, {})",
+        ts_param(e, Ty::Ts6)
+    );
+    let args: Vec<Arg> = vec![
+        format!("SYKB{i:05}").into(),
+        format!("{topic}常见问题解答（第{i}期）").into(),
+        format!(
+            "问：{topic}方面的诉求如何办理？答：请拨打12345或登录政务服务网。{}",
+            g.pick(TOPICS)
+        )
+        .into(),
+        format!("三亚/{topic}").into(),
+        format!("{topic},12345").into(),
+        g.pick(&["草稿", "发布", "发布", "撤回"]).into(),
+        g.pick(&["三亚市综合执法局", "三亚市交通运输局", "三亚市人社局"]).into(),
+        format!(
+            "2024-02-{:02} 12:00:{:02}.{:06}",
+            1 + i % 28,
+            i % 60,
+            (i * 7) % 1_000_000
+        )
+        .into(),
+    ];
+    (sql, args)
 }

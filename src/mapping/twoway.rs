@@ -210,6 +210,15 @@ pub fn split(m: Mapping, spec: BothSpec) -> Result<Vec<Mapping>, String> {
                 .expect("key fields are kept"),
         );
     }
+    let mut seen = std::collections::HashSet::new();
+    for f in &push_fields {
+        if !seen.insert(f.target.as_str().to_ascii_lowercase()) {
+            return Err(format!(
+                "partner column `{}` is read by two fields the province sends; give one of them owner = \"partner\"",
+                f.target
+            ));
+        }
+    }
     let source_key: Vec<usize> = key_fields.iter().map(|&k| col(&m.fields[k].target)).collect();
     let wm = col(&spec.province_watermark);
     // The pull half keeps the partner's and the shared fields.

@@ -208,11 +208,15 @@ async fn dept12315_on_mariadb_camel_case_region_codes_and_categories_that_fall_b
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sanya_on_postgres_orders_and_flow_events_with_protected_phones() {
-    let (_p, q, s) = example(Shape::Sanya, Postgres, Postgres, 200).await;
+    let (p, q, s) = example(Shape::Sanya, Postgres, Postgres, 200).await;
     let o = run(&s).await;
-    assert_eq!(o.len(), 2, "orders and flow events");
-    let (flow, orders) = (&o[1], &o[0]);
-    assert_eq!(orders.mapping, "sanya.work_order");
+    let by = |n: &str| {
+        o.iter()
+            .find(|x| x.mapping == n)
+            .unwrap_or_else(|| panic!("{n}: {o:?}"))
+    };
+    assert_eq!(o.len(), 4, "orders, flow events, the knowledge base both ways");
+    let (flow, orders) = (by("sanya.work_order_flow"), by("sanya.work_order"));
     assert!(flow.counts.inserted > 180 && orders.counts.fallbacks > 0, "{o:?}");
     // i = 1: a landline, protected and hashed; decrypts to the normalised number.
     let r = one(
@@ -268,5 +272,35 @@ async fn sanya_on_postgres_orders_and_flow_events_with_protected_phones() {
     assert_eq!((r[0].as_str(), r[1].len(), r[2].as_str()), ("SY2024000000", 2, "sanya"));
     let bad = rejected(&q, "sanya.work_order_flow").await;
     assert!(bad.contains(&("SYF2024000033".into(), "codeset".into())), "{bad:?}");
+
+    // The knowledge base, both ways: the city's 20 articles arrived with
+    // provincial status codes; nothing went back (no echo).
+    assert_eq!(by("sanya.knowledge.pull").counts.inserted, 20);
+    assert_eq!(
+        by("sanya.knowledge.push").counts.inserted + by("sanya.knowledge.push").counts.updated,
+        0
+    );
+    assert_eq!(
+        q.count("knowledge_article WHERE status NOT IN ('draft', 'published', 'withdrawn')")
+            .await,
+        0
+    );
+    run_again_moves_nothing(&s).await;
+    // The province corrects an article: it reaches the city, and stays put.
+    q.exec("UPDATE knowledge_article SET content = '省级更正：请拨打12345。', updated_at = now() WHERE article_id = 'SYKB00003'")
+        .await;
+    let o = run(&s).await;
+    let pushed = o.iter().find(|x| x.mapping == "sanya.knowledge.push").unwrap();
+    assert_eq!(
+        pushed.counts.updated,
+        1,
+        "{pushed:?} {:?}",
+        q.rows(&q.hlx("hlx_quarantine"), &["mapping", "reason"], "id").await
+    );
+    assert_eq!(
+        p.rows("kb_article WHERE article_no = 'SYKB00003'", &["content"], "article_no")
+            .await,
+        [["省级更正：请拨打12345。"]]
+    );
     run_again_moves_nothing(&s).await;
 }

@@ -247,7 +247,7 @@ fn the_shipped_example_config_and_mappings_check_clean_offline() {
     let out = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");
     assert!(
-        out.contains(&format!("3 partner(s), 5 mapping(s), {tests} mapping test(s)")),
+        out.contains(&format!("3 partner(s), 7 mapping(s), {tests} mapping test(s)")),
         "{out}"
     );
 }
