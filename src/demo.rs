@@ -102,7 +102,7 @@ async fn go(dir: &Path, json: bool) -> anyhow::Result<i32> {
     } else {
         if fresh {
             println!(
-                "hlx demo: created {} (three SQLite partners, one SQLite province; four pulls and one push)\n",
+                "hlx demo: created {} (three SQLite partners, one SQLite province: pulls, a push and a two-way exchange)\n",
                 dir.display()
             );
         } else {

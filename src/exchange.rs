@@ -476,20 +476,13 @@ impl Run<'_> {
         pair: &crate::mapping::twoway::Pair,
         rows: &Rows,
         upserts: &[Upsert<'_>],
+        province: &HashMap<String, Vec<Value>>,
     ) -> Result<(Vec<Vec<Value>>, u64), RunError> {
         use crate::mapping::twoway::Policy;
         let m = self.m;
         let keys: Vec<Vec<Value>> = upserts
             .iter()
             .map(|u| m.target.key.iter().map(|&k| u.values[k].clone()).collect())
-            .collect();
-        let province: HashMap<String, Vec<Value>> = sib
-            .reader
-            .rows_by_key(&keys)
-            .await
-            .context("province: reading the rows a two-way pull would change")?
-            .into_iter()
-            .map(|r| (sib.m.row_key(&r), r))
             .collect();
         let texts: Vec<String> = keys
             .iter()
@@ -877,6 +870,30 @@ impl Run<'_> {
         };
         let new_pos = p.new_pos.clone();
         let t0 = Instant::now();
+        // Two-way, pull half: the province's current rows of this batch,
+        // read before the batch's transaction takes a connection (a second
+        // one inside it could wait on a pool that concurrent runs hold).
+        let province_now = match (&ctx.sibling, &m.pair) {
+            (Some(sib), Some(pair)) if pair.role == Direction::Pull => {
+                let keys: Vec<Vec<Value>> = mapped
+                    .iter()
+                    .filter_map(|(_, r)| match r {
+                        Ok(Mapped::Row { values, .. }) => {
+                            Some(m.target.key.iter().map(|&k| values[k].clone()).collect())
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                sib.reader
+                    .rows_by_key(&keys)
+                    .await
+                    .context("province: reading the rows a two-way pull would change")?
+                    .into_iter()
+                    .map(|r| (sib.m.row_key(&r), r))
+                    .collect()
+            }
+            _ => HashMap::new(),
+        };
         let mut tx = self.ex.province.begin().await.context("province")?;
         let known = if optimistic {
             HashMap::new()
@@ -953,7 +970,9 @@ impl Run<'_> {
         if let (Some(sib), Some(pair)) = (&ctx.sibling, &m.pair) {
             if pair.role == Direction::Pull && !upserts.is_empty() {
                 let ignored;
-                (settled, ignored) = self.settle_conflicts(&mut tx, sib, pair, rows, &upserts).await?;
+                (settled, ignored) = self
+                    .settle_conflicts(&mut tx, sib, pair, rows, &upserts, &province_now)
+                    .await?;
                 c.ignored += ignored;
                 for (u, v) in upserts.iter_mut().zip(settled.iter()) {
                     if !v.is_empty() {
