@@ -495,6 +495,15 @@ impl Run<'_> {
             .checksums_tx(tx, sib.id, &refs)
             .await
             .context("province")?;
+        let agreed = if pair.shared.is_empty() {
+            HashMap::new()
+        } else {
+            self.ex
+                .state
+                .shared_values_tx(tx, &pair.name, &refs)
+                .await
+                .context("province")?
+        };
         let pzone = self.ex.config.defaults.timezone;
         let mut out = vec![Vec::new(); upserts.len()];
         let mut ignored = 0;
@@ -547,15 +556,24 @@ impl Run<'_> {
                     "two-way conflict: both sides changed a shared field"
                 );
                 let show = |v: &Value| (!v.is_null()).then(|| m.fields[pf].show(v));
+                let field = m.fields[pf].target.as_str();
+                let before = agreed
+                    .get(&(texts[j].clone(), field.to_string()))
+                    .cloned()
+                    .flatten()
+                    .map(|v| m.fields[pf].show(&Value::Text(v)));
                 self.ex
                     .state
                     .conflict_tx(
                         tx,
                         &pair.name,
                         &texts[j],
-                        m.fields[pf].target.as_str(),
-                        show(province_v),
-                        show(partner_v),
+                        field,
+                        crate::state::ConflictValues {
+                            agreed: before,
+                            province: show(province_v),
+                            partner: show(partner_v),
+                        },
                         kept,
                         pair.policy.as_str(),
                         self.run_id,
@@ -604,6 +622,41 @@ impl Run<'_> {
             .await
             .context("province: two-way checksums")?;
         tx.commit().await.context("province: commit")?;
+        // The shared fields' values both sides now hold: what a later
+        // conflict started from, in the province's terms (the province rows
+        // themselves after a pull; the partner rows mapped by the pull half
+        // after a push).
+        let pulling = self.m.pair.as_ref().is_some_and(|p| p.role == Direction::Pull);
+        let (pull, pull_pair) = if pulling {
+            (self.m, self.m.pair.as_ref().expect("checked"))
+        } else {
+            match &sib.m.pair {
+                Some(p) => (&*sib.m, p),
+                None => return Ok(()),
+            }
+        };
+        if pull_pair.shared.is_empty() {
+            return Ok(());
+        }
+        let mut agreed = Vec::new();
+        for r in &rows {
+            if pulling {
+                let key = sib.m.row_key(r);
+                for &(pf, pc) in &pull_pair.shared {
+                    agreed.push((key.clone(), pull.fields[pf].target.to_string(), value_text(&r[pc])));
+                }
+            } else if let Ok(Mapped::Row { values, .. }) = pull.map_row(r) {
+                let key = crate::mapping::key_text(&pull.target.key.iter().map(|&k| &values[k]).collect::<Vec<_>>());
+                for &(pf, _) in &pull_pair.shared {
+                    agreed.push((key.clone(), pull.fields[pf].target.to_string(), value_text(&values[pf])));
+                }
+            }
+        }
+        self.ex
+            .state
+            .save_shared_values(&pull_pair.name, &agreed)
+            .await
+            .context("province: two-way agreed values")?;
         Ok(())
     }
 
@@ -1550,4 +1603,9 @@ fn crash_point(var: &str) {
             std::process::abort();
         }
     }
+}
+
+/// A value as hlx_shared_value stores it (NULL as NULL).
+fn value_text(v: &Value) -> Option<String> {
+    (!v.is_null()).then(|| v.to_string())
 }

@@ -630,17 +630,21 @@ impl State {
         mapping: &str,
         row_key: &str,
         field: &str,
-        province_value: Option<String>,
-        partner_value: Option<String>,
+        values: ConflictValues,
         kept: &str,
         policy: &str,
         run_id: i64,
     ) -> anyhow::Result<()> {
         let sql = format!(
-            "INSERT INTO {} (mapping, row_key, field, province_value, partner_value, kept, policy, detected_at, run_id) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO {} (mapping, row_key, field, agreed_value, province_value, partner_value, kept, policy, detected_at, run_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             self.t("hlx_conflict")
         );
+        let ConflictValues {
+            agreed,
+            province: province_value,
+            partner: partner_value,
+        } = values;
         exec(
             tx,
             &sql,
@@ -648,6 +652,7 @@ impl State {
                 mapping.into(),
                 row_key.into(),
                 field.into(),
+                agreed.into(),
                 province_value.into(),
                 partner_value.into(),
                 kept.into(),
@@ -657,6 +662,69 @@ impl State {
             ],
         )
         .await?;
+        Ok(())
+    }
+
+    /// Two-way: the values both sides last agreed on, by (row key, field).
+    pub async fn shared_values_tx(
+        &self,
+        tx: &mut Tx,
+        pair: &str,
+        keys: &[&str],
+    ) -> anyhow::Result<HashMap<(String, String), Option<String>>> {
+        let mut out = HashMap::new();
+        for chunk in keys.chunks(500) {
+            let q = format!(
+                "SELECT row_key, field, value FROM {} WHERE mapping = ? AND row_key IN ({})",
+                self.t("hlx_shared_value"),
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let mut args: Vec<Arg> = vec![pair.into()];
+            args.extend(chunk.iter().map(|k| Arg::from(*k)));
+            for r in crate::db::sql::fetch(tx, &q, &args).await? {
+                out.insert(
+                    (r.text(0)?.unwrap_or_default(), r.text(1)?.unwrap_or_default()),
+                    r.text(2)?,
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Two-way: records the values both sides now agree on.
+    pub async fn save_shared_values(
+        &self,
+        pair: &str,
+        rows: &[(String, String, Option<String>)],
+    ) -> anyhow::Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let t = self.t("hlx_shared_value");
+        let sql = match self.pool.engine() {
+            Engine::MySql => format!(
+                "INSERT INTO {t} (mapping, row_key, field, value) VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE value = VALUES(value)"
+            ),
+            _ => format!(
+                "INSERT INTO {t} (mapping, row_key, field, value) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (mapping, row_key, field) DO UPDATE SET value = excluded.value"
+            ),
+        };
+        let mut tx = self.pool.begin().await?;
+        for (key, field, value) in rows {
+            exec(
+                &mut tx,
+                &sql,
+                &[
+                    pair.into(),
+                    key.as_str().into(),
+                    field.as_str().into(),
+                    value.clone().into(),
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -1102,4 +1170,12 @@ mod tests {
         );
         assert_eq!(minus(&Value::Int(42), d), Value::Int(42));
     }
+}
+
+/// The values of a two-way conflict: what both sides last agreed on, and
+/// what each has now (shown masked where the field is personal).
+pub struct ConflictValues {
+    pub agreed: Option<String>,
+    pub province: Option<String>,
+    pub partner: Option<String>,
 }

@@ -256,15 +256,22 @@ async fn both_sides_edit_their_own_and_shared_fields_converge_and_conflicts_are_
         .province
         .rows(
             &format!("{} WHERE mapping = 'dept12315.sync'", s.province.hlx("hlx_conflict")),
-            &["row_key", "field", "province_value", "partner_value", "kept"],
+            &[
+                "row_key",
+                "field",
+                "agreed_value",
+                "province_value",
+                "partner_value",
+                "kept",
+            ],
             "row_key",
         )
         .await;
     assert_eq!(
         conflicts,
         [
-            ["HK04", "status", "22", "60", "partner"],
-            ["HK05", "status", "22", "60", "province"],
+            ["HK04", "status", "21", "22", "60", "partner"],
+            ["HK05", "status", "21", "22", "60", "province"],
         ]
     );
 

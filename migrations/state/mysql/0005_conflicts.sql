@@ -5,6 +5,7 @@ CREATE TABLE hlx_conflict (
     mapping        VARCHAR(200) NOT NULL,
     row_key        VARCHAR(500) NOT NULL,
     field          VARCHAR(200) NOT NULL,
+    agreed_value   TEXT,
     province_value TEXT,
     partner_value  TEXT,
     kept           VARCHAR(16) NOT NULL,
@@ -16,3 +17,13 @@ CREATE TABLE hlx_conflict (
 
 -- Two-way: the other side's changes to fields it does not own, not taken.
 ALTER TABLE hlx_run ADD COLUMN ignored BIGINT NOT NULL DEFAULT 0;
+
+-- Two-way: the value of each shared field both sides last agreed on (what
+-- a conflict started from).
+CREATE TABLE hlx_shared_value (
+    mapping VARCHAR(200) NOT NULL,
+    row_key VARCHAR(500) NOT NULL,
+    field   VARCHAR(200) NOT NULL,
+    value   TEXT,
+    PRIMARY KEY (mapping, row_key(255), field)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='hlx 双向交换：共有字段上次双方一致的值';

@@ -5,6 +5,7 @@ CREATE TABLE hlx_conflict (
     mapping        TEXT NOT NULL,
     row_key        TEXT NOT NULL,
     field          TEXT NOT NULL,
+    agreed_value   TEXT,
     province_value TEXT,
     partner_value  TEXT,
     kept           TEXT NOT NULL,
@@ -16,3 +17,13 @@ CREATE INDEX hlx_conflict_mapping ON hlx_conflict (mapping, detected_at);
 
 -- Two-way: the other side's changes to fields it does not own, not taken.
 ALTER TABLE hlx_run ADD COLUMN ignored INTEGER NOT NULL DEFAULT 0;
+
+-- Two-way: the value of each shared field both sides last agreed on (what
+-- a conflict started from).
+CREATE TABLE hlx_shared_value (
+    mapping TEXT NOT NULL,
+    row_key TEXT NOT NULL,
+    field   TEXT NOT NULL,
+    value   TEXT,
+    PRIMARY KEY (mapping, row_key, field)
+);
