@@ -1133,6 +1133,14 @@ pub fn watermark_instant(v: &Value, zone: chrono::FixedOffset) -> Option<DateTim
     }
 }
 
+/// The values of a two-way conflict: what both sides last agreed on, and
+/// what each has now (shown masked where the field is personal).
+pub struct ConflictValues {
+    pub agreed: Option<String>,
+    pub province: Option<String>,
+    pub partner: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1170,12 +1178,4 @@ mod tests {
         );
         assert_eq!(minus(&Value::Int(42), d), Value::Int(42));
     }
-}
-
-/// The values of a two-way conflict: what both sides last agreed on, and
-/// what each has now (shown masked where the field is personal).
-pub struct ConflictValues {
-    pub agreed: Option<String>,
-    pub province: Option<String>,
-    pub partner: Option<String>,
 }
