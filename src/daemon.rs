@@ -561,7 +561,9 @@ async fn worker(
             .and_then(|p| exchange.config.mapping(&p.sibling))
             .filter(|p| p.enabled)
         {
-            if !matches!(out.status, Status::Failed | Status::Halted) && !shutdown.is_triggered() {
+            // Only after a pull that ran to the end: a push must not
+            // overwrite partner changes the pull has not taken yet.
+            if out.status == Status::Ok && !shutdown.is_triggered() {
                 shared.update(&push.name, |h| h.running = true);
                 let pushed = exchange.run(push, &shutdown).await;
                 record(&shared, &push.name, &pushed, 0);

@@ -149,18 +149,52 @@ impl Exchange {
                 .filter(|p| p.role == role && selected.contains(p.sibling.as_str()))
                 .and_then(|p| self.config.mapping(&p.sibling))
         };
+        // A push half asked for alone still runs after its pull half: it
+        // must not overwrite partner changes the pull has not taken yet.
+        let pull_of = |m: &Mapping| {
+            m.pair
+                .as_ref()
+                .filter(|p| p.role == Direction::Push)
+                .and_then(|p| self.config.mapping(&p.sibling))
+        };
         let units: Vec<Vec<&Mapping>> = maps
             .iter()
             .filter(|m| paired(m, Direction::Push).is_none())
-            .map(|m| {
-                let mut unit = vec![*m];
-                unit.extend(paired(m, Direction::Pull));
-                unit
+            .map(|m| match pull_of(m) {
+                Some(pull) => vec![pull, *m],
+                None => {
+                    let mut unit = vec![*m];
+                    unit.extend(paired(m, Direction::Pull));
+                    unit
+                }
             })
             .collect();
         let outs: Vec<Vec<Outcome>> = futures::stream::iter(units.into_iter().map(|unit| async move {
-            let mut outs = Vec::new();
+            let mut outs: Vec<Outcome> = Vec::new();
             for m in unit {
+                // The push half of a pair runs only after its pull half succeeded.
+                if let Some(pull) = outs
+                    .last()
+                    .filter(|_| m.pair.as_ref().is_some_and(|p| p.role == Direction::Push))
+                {
+                    if pull.status != Status::Ok {
+                        outs.push(Outcome {
+                            mapping: m.name.clone(),
+                            partner: m.partner.clone(),
+                            status: Status::Skipped,
+                            counts: Counts::default(),
+                            error: Some(format!(
+                                "not run: its pull half {} ended {}",
+                                pull.mapping,
+                                pull.status.as_str()
+                            )),
+                            watermark: None,
+                            seconds: 0.0,
+                            run_id: None,
+                        });
+                        continue;
+                    }
+                }
                 outs.push(self.run(m, shutdown).await);
             }
             outs
@@ -477,7 +511,7 @@ impl Run<'_> {
         rows: &Rows,
         upserts: &[Upsert<'_>],
         province: &HashMap<String, Vec<Value>>,
-    ) -> Result<(Vec<Vec<Value>>, u64), RunError> {
+    ) -> Result<(Vec<Vec<Value>>, u64, Vec<usize>), RunError> {
         use crate::mapping::twoway::Policy;
         let m = self.m;
         let keys: Vec<Vec<Value>> = upserts
@@ -507,6 +541,7 @@ impl Run<'_> {
         let pzone = self.ex.config.defaults.timezone;
         let mut out = vec![Vec::new(); upserts.len()];
         let mut ignored = 0;
+        let mut reassert = Vec::new();
         for (j, u) in upserts.iter().enumerate() {
             let Some(prov) = province.get(&texts[j]) else { continue };
             // The partner changed a field the province owns: not taken.
@@ -517,19 +552,44 @@ impl Run<'_> {
                 .count();
             if foreign > 0 {
                 ignored += foreign as u64;
+                reassert.push(j);
                 tracing::info!(key = %texts[j], fields = foreign, "two-way: the partner's changes to province-owned fields are ignored");
             }
-            let Some(st) = pushed.get(&texts[j]) else { continue };
-            let changed_in_province = match sib.m.map_row(prov) {
-                Ok(Mapped::Row { checksum, .. }) => st.checksum.as_slice() != checksum,
+            // Without a recorded agreed value, whether the province's row
+            // moved since the push half last saw it stands in for the field.
+            let row_moved_in_province = match (pushed.get(&texts[j]), sib.m.map_row(prov)) {
+                (Some(st), Ok(Mapped::Row { checksum, .. })) => st.checksum.as_slice() != checksum,
                 _ => false,
             };
-            if !changed_in_province {
-                continue;
-            }
             for &(pf, pc) in &pair.shared {
                 let (partner_v, province_v) = (&u.values[pf], &prov[pc]);
                 if crate::reconcile::same(partner_v, province_v, pzone) {
+                    continue;
+                }
+                // Three-way, per field: who moved away from the value both
+                // sides last agreed on?
+                let field = m.fields[pf].target.as_str();
+                let last = agreed.get(&(texts[j].clone(), field.to_string()));
+                let moved = |v: &Value, from: &Option<String>| match from {
+                    Some(t) => !crate::reconcile::same(v, &Value::Text(t.clone()), pzone),
+                    None => !v.is_null(),
+                };
+                let (partner_moved, province_moved) = match last {
+                    Some(c) => (moved(partner_v, c), moved(province_v, c)),
+                    None => (true, row_moved_in_province),
+                };
+                if !province_moved {
+                    // Only the partner changed it: taken.
+                    continue;
+                }
+                if !partner_moved {
+                    // Only the province changed it; the partner's row moved
+                    // for another field. Keep the province's value (the push
+                    // half then sends it); no conflict.
+                    if out[j].is_empty() {
+                        out[j] = u.values.to_vec();
+                    }
+                    out[j][pf] = province_v.clone();
                     continue;
                 }
                 let partner_newer = match pair.policy {
@@ -555,13 +615,14 @@ impl Run<'_> {
                     policy = pair.policy.as_str(),
                     "two-way conflict: both sides changed a shared field"
                 );
-                let show = |v: &Value| (!v.is_null()).then(|| m.fields[pf].show(v));
-                let field = m.fields[pf].target.as_str();
-                let before = agreed
-                    .get(&(texts[j].clone(), field.to_string()))
-                    .cloned()
-                    .flatten()
-                    .map(|v| m.fields[pf].show(&Value::Text(v)));
+                // In full (the losing text must be recoverable); masked when personal.
+                let show = |v: &Value| {
+                    (!v.is_null()).then(|| match m.fields[pf].personal {
+                        Some(k) => k.apply(&v.to_string()),
+                        None => v.to_string(),
+                    })
+                };
+                let before = last.cloned().flatten().and_then(|t| show(&Value::Text(t)));
                 self.ex
                     .state
                     .conflict_tx(
@@ -588,7 +649,7 @@ impl Run<'_> {
                 }
             }
         }
-        Ok((out, ignored))
+        Ok((out, ignored, reassert))
     }
 
     /// Two-way: after this half wrote rows, the other half's checksums of
@@ -1020,10 +1081,14 @@ impl Run<'_> {
         // Two-way, pull half: shared fields both sides changed are settled by
         // the policy before anything is written.
         let mut settled: Vec<Vec<Value>> = Vec::new();
+        // Rows whose partner copy of a province-owned field differs: the
+        // push half is told they changed, so it sends the province's values
+        // the next time it reads them.
+        let mut reassert: Vec<usize> = Vec::new();
         if let (Some(sib), Some(pair)) = (&ctx.sibling, &m.pair) {
             if pair.role == Direction::Pull && !upserts.is_empty() {
                 let ignored;
-                (settled, ignored) = self
+                (settled, ignored, reassert) = self
                     .settle_conflicts(&mut tx, sib, pair, rows, &upserts, &province_now)
                     .await?;
                 c.ignored += ignored;
@@ -1060,7 +1125,9 @@ impl Run<'_> {
                 .enumerate()
                 // A row whose conflict the province won must still go to the
                 // partner: the push half is not told it is in step.
-                .filter(|(j, _)| !refused_idx.contains(j) && settled.get(*j).is_none_or(|v| v.is_empty()))
+                .filter(|(j, _)| {
+                    !refused_idx.contains(j) && settled.get(*j).is_none_or(|v| v.is_empty()) && !reassert.contains(j)
+                })
                 .map(|(_, u)| m.target.key.iter().map(|&k| u.values[k].clone()).collect())
                 .collect()
         } else {
@@ -1127,14 +1194,24 @@ impl Run<'_> {
         // The flag pattern: what to mark once the province has committed.
         let key_of = |i: usize| m.source.key.iter().map(|&k| rows[i][k].clone()).collect::<Vec<Value>>();
         let failed_idx: std::collections::HashSet<usize> = rejects.iter().map(|(i, _)| *i).collect();
-        let (mark_done, mark_failed): (Vec<Vec<Value>>, Vec<Failed>) = if ctx.consume.is_some() {
+        // Each with what the row was when read: a row the partner changed
+        // meanwhile (still flagged new) is not marked, so its new version
+        // is read next time instead of being lost.
+        let (mark_done, mark_failed): (Vec<Taken>, Vec<Failed>) = if ctx.consume.is_some() {
             (
                 mapped
                     .iter()
                     .filter(|(i, _)| !failed_idx.contains(i))
-                    .map(|(i, _)| key_of(*i))
+                    .filter_map(|(i, r)| match r {
+                        Ok(Mapped::Row { checksum, .. }) => Some((key_of(*i), *checksum)),
+                        Ok(Mapped::Deleted { .. }) => Some((key_of(*i), deleted_checksum())),
+                        Err(_) => None,
+                    })
                     .collect(),
-                rejects.iter().map(|(i, r)| (key_of(*i), r.to_string())).collect(),
+                rejects
+                    .iter()
+                    .map(|(i, r)| (key_of(*i), m.raw_fingerprint(&rows[*i]), r.to_string()))
+                    .collect(),
             )
         } else {
             (Vec::new(), Vec::new())
@@ -1270,21 +1347,82 @@ impl Run<'_> {
         tx.commit().await.context("province: commit")?;
         if let (Some(r), Some(c)) = (&ctx.consume, &m.source.consume) {
             crash_point("HLX_FAULT_BEFORE_MARKS");
+            // Tests (debug builds): the partner changes a row right here.
+            if cfg!(debug_assertions) {
+                if let Ok(sql) = std::env::var("HLX_FAULT_PARTNER_SQL_BEFORE_MARKS") {
+                    if !FAULT_SQL_DONE.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                        r.fetch(&sql, &[]).await.context("HLX_FAULT_PARTNER_SQL_BEFORE_MARKS")?;
+                    }
+                }
+            }
             // After the province commit: a crash before this line leaves the
             // rows flagged new; the next run reads them again and finds them
             // unchanged (checksums), then marks them.
             let from = if self.retry { &c.failed } else { &c.new };
-            r.mark(&mark_done, from, &c.done, None)
+            // Re-read just before marking: only the versions the province
+            // now holds (or quarantined) are marked.
+            let all: Vec<Vec<Value>> = mark_done
+                .iter()
+                .map(|d| d.0.clone())
+                .chain(mark_failed.iter().map(|f| f.0.clone()))
+                .collect();
+            let now: HashMap<String, Vec<Value>> = r
+                .rows_by_key(&all)
+                .await
+                .with_context(|| format!("partner {}: re-reading rows to mark", m.partner))?
+                .into_iter()
+                .map(|row| (m.row_key(&row), row))
+                .collect();
+            let text = |k: &[Value]| crate::mapping::key_text(&k.iter().collect::<Vec<_>>());
+            let same_done: Vec<Vec<Value>> = mark_done
+                .iter()
+                .filter(|(k, sum)| {
+                    now.get(&text(k)).is_some_and(|row| match m.map_row(row) {
+                        Ok(Mapped::Row { checksum, .. }) => checksum == *sum,
+                        Ok(Mapped::Deleted { .. }) => deleted_checksum() == *sum,
+                        Err(_) => false,
+                    })
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            r.mark(&same_done, from, &c.done, None)
                 .await
                 .with_context(|| format!("partner {}", m.partner))?;
-            for (k, reason) in &mark_failed {
-                r.mark(std::slice::from_ref(k), from, &c.failed, Some(reason))
-                    .await
-                    .with_context(|| format!("partner {}", m.partner))?;
+            for (k, fp, reason) in &mark_failed {
+                if now.get(&text(k)).is_some_and(|row| m.raw_fingerprint(row) == *fp) {
+                    r.mark(std::slice::from_ref(k), from, &c.failed, Some(reason))
+                        .await
+                        .with_context(|| format!("partner {}", m.partner))?;
+                }
             }
         }
         if let Some(sib) = &ctx.sibling {
             self.track_origin(sib, &written_keys).await?;
+            if !reassert.is_empty() {
+                let keys: Vec<String> = reassert
+                    .iter()
+                    .map(|&j| {
+                        crate::mapping::key_text(
+                            &m.target.key.iter().map(|&k| &upserts[j].values[k]).collect::<Vec<_>>(),
+                        )
+                    })
+                    .collect();
+                let stale: Vec<StateRow<'_>> = keys
+                    .iter()
+                    .map(|k| StateRow {
+                        key: k,
+                        checksum: [0; 32],
+                        deleted: false,
+                        wm: None,
+                    })
+                    .collect();
+                let mut tx = self.ex.province.begin().await.context("province")?;
+                state
+                    .save_checksums_tx(&mut tx, sib.id, &stale, false, false)
+                    .await
+                    .context("province: two-way checksums")?;
+                tx.commit().await.context("province: commit")?;
+            }
         }
         tracing::debug!(
             rows = rows.len(),
@@ -1558,8 +1696,13 @@ struct Upsert<'a> {
     fallbacks: u32,
 }
 
-/// A row the flag pattern marks failed: its key values and the reason.
-type Failed = (Vec<Value>, String);
+/// A row the flag pattern marks done: its key values and the checksum of
+/// the version the province committed.
+type Taken = (Vec<Value>, [u8; 32]);
+
+/// A row the flag pattern marks failed: its key values, the fingerprint of
+/// the version quarantined, and the reason.
+type Failed = (Vec<Value>, String, String);
 
 /// The source reader and the target writer of a mapping, by direction: a
 /// pull reads the partner and writes the province, a push the other way
@@ -1584,6 +1727,9 @@ pub(crate) async fn ends(ex: &Exchange, m: &Mapping) -> anyhow::Result<(Reader, 
         Ok((reader, writer, None))
     }
 }
+
+/// `HLX_FAULT_PARTNER_SQL_BEFORE_MARKS` runs once per process.
+static FAULT_SQL_DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Fault injection for the tests, in debug builds only: with `VAR=N` in
 /// the environment, the process aborts (as `kill -9` would end it) the N-th

@@ -62,6 +62,14 @@ pub struct Differing {
 
 /// Runs the comparison (and the repair, with `apply`).
 pub async fn reconcile(ex: &Exchange, m: &Mapping, apply: bool) -> anyhow::Result<Reconciled> {
+    if let Some(p) = &m.pair {
+        anyhow::bail!(
+            "{} is a half of the two-way mapping {}: each side owns fields the other may not overwrite, which a \
+             one-way comparison cannot respect; reconcile does not apply to it",
+            m.name,
+            p.name
+        );
+    }
     let copies = key_copies(m)?;
     let id = ex.state.mapping_id(&m.name, &m.partner).await?;
     let ttl = chrono::Duration::seconds(300);
@@ -89,8 +97,12 @@ fn key_copies(m: &Mapping) -> anyhow::Result<Vec<usize>> {
             ),
         }
     }
-    if out.len() != m.source.key.len() {
-        anyhow::bail!("reconcile needs the target key to copy the whole source key");
+    let mut sorted = out.clone();
+    sorted.sort_unstable();
+    let mut source = m.source.key.clone();
+    source.sort_unstable();
+    if sorted != source {
+        anyhow::bail!("reconcile needs the target key to copy the whole source key, each column once");
     }
     Ok(out)
 }
@@ -204,9 +216,11 @@ async fn walk(ex: &Exchange, m: &Mapping, id: i64, copies: &[usize], apply: bool
         }
     }
 
-    // Pass 2: target → source, in the mapping's slice of the target.
+    // Pass 2: target → source, in the mapping's slice of the target. Not
+    // for the flag pattern: a partner purges the staging rows it saw taken,
+    // which is no reason to delete them in the province.
     let mut after: Option<Vec<Value>> = None;
-    loop {
+    while m.source.consume.is_none() {
         let rows = target
             .scan(after.as_deref(), &only)
             .await

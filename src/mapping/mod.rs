@@ -1020,11 +1020,25 @@ fn compile(file: &SourceFile, raw: RawMapping, ctx: &Context, diags: &mut Diagno
         diags.push(file.at(raw.fields.span(), "[fields] is empty: map at least the target key"));
     }
 
+    // A two-way file names the province's column and fields: the push half
+    // applies them (twoway::split).
+    let mut both_confidential = None;
     let confidential = match &raw.confidential {
         None => None,
         Some(c) => {
+            let span = c.span();
             let c = c.get_ref();
-            let column = ident(file, &c.column, "[confidential] column", diags).map(&mut col_index);
+            if direction == Direction::Pull {
+                diags.push(file.at(
+                    span,
+                    "[confidential] keeps fields back from a partner: it is for push and two-way mappings",
+                ));
+            }
+            let column_id = ident(file, &c.column, "[confidential] column", diags);
+            let column = match direction {
+                Direction::Both => None,
+                _ => column_id.clone().map(&mut col_index),
+            };
             let mut idx = Vec::new();
             for f in c.fields.get_ref() {
                 match fields
@@ -1055,6 +1069,9 @@ fn compile(file: &SourceFile, raw: RawMapping, ctx: &Context, diags: &mut Diagno
                     false
                 }
             };
+            if direction == Direction::Both {
+                both_confidential = column_id.map(|c| (c, idx.clone(), refuse));
+            }
             column.map(|column| Confidential {
                 column,
                 fields: idx,
@@ -1197,6 +1214,7 @@ fn compile(file: &SourceFile, raw: RawMapping, ctx: &Context, diags: &mut Diagno
         };
         wm.map(|province_watermark| twoway::BothSpec {
             owners,
+            confidential: both_confidential,
             province_watermark,
             policy,
             skew,

@@ -72,6 +72,9 @@ impl Policy {
 pub struct BothSpec {
     /// Parallel to the mapping's fields.
     pub owners: Vec<Owner>,
+    /// `[confidential]`: the province's column, the fields (indexes into
+    /// the mapping's fields) and whether to refuse; the push half applies it.
+    pub confidential: Option<(Ident, Vec<usize>, bool)>,
     pub province_watermark: Ident,
     pub policy: Policy,
     pub skew: chrono::Duration,
@@ -142,6 +145,12 @@ pub fn split(m: Mapping, spec: BothSpec) -> Result<Vec<Mapping>, String> {
     if copies != m.source.key.iter().map(|&c| Some(c)).collect::<Vec<_>>() {
         problems.push(
             "[target] key: in a two-way mapping the target key fields copy the [source] key columns, in the same order"
+                .into(),
+        );
+    }
+    if m.reconcile.is_some() {
+        problems.push(
+            "`reconcile` does not apply to a two-way mapping (each side owns fields the other may not overwrite)"
                 .into(),
         );
     }
@@ -250,6 +259,7 @@ pub fn split(m: Mapping, spec: BothSpec) -> Result<Vec<Mapping>, String> {
         );
     }
     let mut pull = m.clone();
+    pull.confidential = None;
     pull.name = pull_name.clone();
     pull.direction = Direction::Pull;
     pull.fields = pull_fields;
@@ -282,6 +292,37 @@ pub fn split(m: Mapping, spec: BothSpec) -> Result<Vec<Mapping>, String> {
     };
     push.fields = push_fields;
     push.confidential = None;
+    if let Some((column, fields, refuse)) = &spec.confidential {
+        let mut idx = Vec::new();
+        for &i in fields {
+            let from = m.fields[i].target.to_string();
+            match push.fields.iter().position(|f| f.from.as_deref() == Some(from.as_str())) {
+                Some(p) => idx.push(p),
+                None => {
+                    return Err(format!(
+                        "[confidential] field `{from}` is not sent to the partner (owner = \"partner\"): nothing to keep back"
+                    ))
+                }
+            }
+        }
+        let c = push
+            .source
+            .columns
+            .iter()
+            .position(|x| x.as_str().eq_ignore_ascii_case(column.as_str()));
+        let c = match c {
+            Some(c) => c,
+            None => {
+                push.source.columns.push(column.clone());
+                push.source.columns.len() - 1
+            }
+        };
+        push.confidential = Some(super::Confidential {
+            column: c,
+            fields: idx,
+            refuse: *refuse,
+        });
+    }
     push.tests = vec![];
     push.pair = Some(Pair {
         name: m.name,

@@ -215,3 +215,53 @@ async fn killed_before_the_marks_the_rerun_marks_without_writing_twice() {
         p.count("stg_gd_info WHERE CLBZ = '1' AND OP_FLAG <> 'D'").await
     );
 }
+
+/// The partner updates a row (still flagged new) after hlx read it and
+/// before hlx marks it: that row is not marked, and its new version is what
+/// the next run reads. (The update is injected at that point by a debug-build
+/// fault hook.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_updated_before_its_mark_is_read_again_not_lost() {
+    let p = fresh(Postgres, "haikou").await;
+    let q = fresh(MySql, "province").await;
+    samples::create(&p.pool, Shape::Haikou).await.unwrap();
+    samples::fill(&p.pool, Shape::Haikou, 0, 20).await.unwrap();
+    let s = scratch(
+        &q.url,
+        &[("haikou", &p.url)],
+        &[("haikou.toml", &flagged_mapping())],
+        "",
+    );
+    std::fs::copy(
+        root().join("mappings/examples/codesets/haikou.toml"),
+        s.dir.path().join("mappings/codesets/haikou.toml"),
+    )
+    .unwrap();
+    let cfg = s.path();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_hlx"))
+        .args(["-c", cfg.to_str().unwrap(), "run"])
+        .env(
+            "HLX_FAULT_PARTNER_SQL_BEFORE_MARKS",
+            "UPDATE stg_gd_info SET SQNR = '第二版' WHERE GDBH = 'HK2024000001'",
+        )
+        .env("HLX_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let pr = &p;
+    let flag = |k: &'static str| async move {
+        pr.rows(&format!("stg_gd_info WHERE GDBH = '{k}'"), &["CLBZ"], "GDBH")
+            .await[0][0]
+            .clone()
+    };
+    assert_eq!(flag("HK2024000001").await, "0", "the changed row was not marked");
+    assert_eq!(flag("HK2024000002").await, "1");
+    let out = run_once(&load(&cfg)).await.remove(0);
+    assert_eq!((out.counts.read, out.counts.updated), (1, 1), "{:?}", out.counts);
+    assert_eq!(
+        q.rows("work_order WHERE order_no = 'HK2024000001'", &["content"], "order_no")
+            .await,
+        [["第二版"]]
+    );
+    assert_eq!(flag("HK2024000001").await, "1");
+}

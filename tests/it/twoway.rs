@@ -230,6 +230,60 @@ async fn both_sides_edit_their_own_and_shared_fields_converge_and_conflicts_are_
         [["派单 3"]]
     );
 
+    // Where the province copes: once the province's row moves again (its
+    // trigger here), it sends its own value back over 12315's edit.
+    if q == Postgres {
+        s.round().await;
+        assert_eq!(
+            s.partner
+                .rows(
+                    "t_order_sync WHERE hotlineOrderNo = 'HK03'",
+                    &["content"],
+                    "hotlineOrderNo"
+                )
+                .await,
+            [["派单 3"]],
+            "the province's field re-asserted"
+        );
+    }
+
+    // Each side changes a different field of one row: no conflict, both kept.
+    pause().await;
+    s.partner_edit("status = 'DOING'", "HK01").await;
+    s.province_edit("content = '省里补充了内容'", "HK01").await;
+    // The province changes the shared status, 12315 only its own field.
+    pause().await;
+    s.province_edit("status = '22'", "HK02").await;
+    s.partner_edit("handleResult = '补充说明'", "HK02").await;
+    s.round().await;
+    s.round().await;
+    assert_eq!(
+        s.status("HK01").await,
+        ("22".into(), "DOING".into()),
+        "12315's status taken"
+    );
+    assert_eq!(
+        s.partner
+            .rows(
+                "t_order_sync WHERE hotlineOrderNo = 'HK01'",
+                &["content"],
+                "hotlineOrderNo"
+            )
+            .await,
+        [["省里补充了内容"]]
+    );
+    assert_eq!(
+        s.status("HK02").await,
+        ("22".into(), "DOING".into()),
+        "the province's status kept and sent"
+    );
+    assert_eq!(
+        s.province
+            .rows("work_order WHERE order_no = 'HK02'", &["result"], "order_no")
+            .await,
+        [["补充说明"]]
+    );
+
     // A conflict the partner wins (its change is later) …
     pause().await;
     s.province_edit("status = '22'", "HK04").await;
@@ -357,4 +411,61 @@ fn a_two_way_mapping_that_cannot_read_both_ways_is_refused_with_its_location() {
     std::fs::write(dir.path().join("mappings/codesets/sync.toml"), SETS).unwrap();
     let (code, err) = check();
     assert_eq!(code, Some(0), "{err}");
+}
+
+/// The push half never runs on its own (it could overwrite partner changes
+/// not yet pulled), confidential orders keep their fields back, and
+/// reconcile refuses a half.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_push_half_runs_after_its_pull_keeps_confidential_fields_back_and_is_not_reconciled() {
+    let s = two_way(MySql, Postgres).await;
+    let text = SYNC.replace(
+        "[fields]",
+        "[confidential]\ncolumn = \"is_confidential\"\nfields = [\"content\"]\n\n[fields]",
+    );
+    std::fs::write(s.scratch.dir.path().join("mappings/sync.toml"), text).unwrap();
+    for (i, secret) in [(1, false), (2, true)] {
+        s.province
+            .exec(&format!(
+                "INSERT INTO work_order (order_no, source_system, content, status, is_confidential, updated_at) \
+                 VALUES ('HK0{i}', 'province', '诉求人张三的住址', '21', {secret}, clock_timestamp())"
+            ))
+            .await;
+    }
+    let cfg = s.scratch.path();
+    let o = crate::files::hlx(&[
+        "-c",
+        cfg.to_str().unwrap(),
+        "--format",
+        "json",
+        "run",
+        "-m",
+        "dept12315.sync.push",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> = j
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["mapping"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["dept12315.sync.pull", "dept12315.sync.push"],
+        "its pull half ran first"
+    );
+    let sent = s
+        .partner
+        .rows("t_order_sync", &["hotlineOrderNo", "content"], "hotlineOrderNo")
+        .await;
+    assert_eq!(
+        sent,
+        [["HK01", "诉求人张三的住址"], ["HK02", "NULL"]],
+        "保密件: content kept back"
+    );
+    let o = crate::files::hlx(&["-c", cfg.to_str().unwrap(), "reconcile", "-m", "dept12315.sync.pull"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("is a half of the two-way mapping dept12315.sync"), "{err}");
 }

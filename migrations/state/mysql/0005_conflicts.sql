@@ -5,9 +5,9 @@ CREATE TABLE hlx_conflict (
     mapping        VARCHAR(200) NOT NULL,
     row_key        VARCHAR(500) NOT NULL,
     field          VARCHAR(200) NOT NULL,
-    agreed_value   TEXT,
-    province_value TEXT,
-    partner_value  TEXT,
+    agreed_value   LONGTEXT,
+    province_value LONGTEXT,
+    partner_value  LONGTEXT,
     kept           VARCHAR(16) NOT NULL,
     policy         VARCHAR(32) NOT NULL,
     detected_at    DATETIME(6) NOT NULL,
@@ -24,6 +24,6 @@ CREATE TABLE hlx_shared_value (
     mapping VARCHAR(200) NOT NULL,
     row_key VARCHAR(500) NOT NULL,
     field   VARCHAR(200) NOT NULL,
-    value   TEXT,
+    value   LONGTEXT,
     PRIMARY KEY (mapping, row_key(255), field)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='hlx 双向交换：共有字段上次双方一致的值';
