@@ -23,6 +23,27 @@ fn flagged_mapping() -> String {
     )
 }
 
+/// The Haikou sample table with `rows` rows on `partner`, a province on
+/// `province`, and the flagged mapping with the shipped code set.
+async fn flagged(partner: Engine, province: Engine, rows: usize, defaults: &str) -> (TestDb, TestDb, Scratch) {
+    let p = fresh(partner, "haikou").await;
+    let q = fresh(province, "province").await;
+    samples::create(&p.pool, Shape::Haikou).await.unwrap();
+    samples::fill(&p.pool, Shape::Haikou, 0, rows).await.unwrap();
+    let s = scratch(
+        &q.url,
+        &[("haikou", &p.url)],
+        &[("haikou.toml", &flagged_mapping())],
+        defaults,
+    );
+    std::fs::copy(
+        root().join("mappings/examples/codesets/haikou.toml"),
+        s.dir.path().join("mappings/codesets/haikou.toml"),
+    )
+    .unwrap();
+    (p, q, s)
+}
+
 async fn flags(p: &TestDb) -> Vec<(String, String, String)> {
     p.rows("stg_gd_info", &["GDBH", "CLBZ", "CLJG"], "GDBH")
         .await
@@ -31,43 +52,9 @@ async fn flags(p: &TestDb) -> Vec<(String, String, String)> {
         .collect()
 }
 
-macro_rules! engines {
-    ($name:ident) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(Postgres).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn mariadb() {
-                super::$name(MySql).await
-            }
-        }
-    };
-}
-
-engines!(rows_are_marked_only_after_the_province_has_them_and_a_lost_mark_is_harmless);
+each_engine!(rows_are_marked_only_after_the_province_has_them_and_a_lost_mark_is_harmless);
 async fn rows_are_marked_only_after_the_province_has_them_and_a_lost_mark_is_harmless(e: Engine) {
-    let p = fresh(e, "haikou").await;
-    let q = fresh(e, "province").await;
-    samples::create(&p.pool, Shape::Haikou).await.unwrap();
-    samples::fill(&p.pool, Shape::Haikou, 0, 150).await.unwrap();
-    let s = scratch(
-        &q.url,
-        &[("haikou", &p.url)],
-        &[("haikou.toml", &flagged_mapping())],
-        "batch_size = 40",
-    );
-    std::fs::copy(
-        root().join("mappings/examples/codesets/haikou.toml"),
-        s.dir.path().join("mappings/codesets/haikou.toml"),
-    )
-    .unwrap();
+    let (p, q, s) = flagged(e, e, 150, "batch_size = 40").await;
     let cfg = s.path();
     let o = hlx(&["-c", cfg.to_str().unwrap(), "migrate"]);
     assert_eq!(o.status.code(), Some(0));
@@ -171,21 +158,7 @@ fn consume_with_a_watermark_is_refused() {
 /// unchanged, and marks them; the province holds each row once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_before_the_marks_the_rerun_marks_without_writing_twice() {
-    let p = fresh(MySql, "haikou").await;
-    let q = fresh(Postgres, "province").await;
-    samples::create(&p.pool, Shape::Haikou).await.unwrap();
-    samples::fill(&p.pool, Shape::Haikou, 0, 100).await.unwrap();
-    let s = scratch(
-        &q.url,
-        &[("haikou", &p.url)],
-        &[("haikou.toml", &flagged_mapping())],
-        "batch_size = 30",
-    );
-    std::fs::copy(
-        root().join("mappings/examples/codesets/haikou.toml"),
-        s.dir.path().join("mappings/codesets/haikou.toml"),
-    )
-    .unwrap();
+    let (p, q, s) = flagged(MySql, Postgres, 100, "batch_size = 30").await;
     let cfg = s.path();
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_hlx"))
         .args(["-c", cfg.to_str().unwrap(), "run"])
@@ -222,21 +195,7 @@ async fn killed_before_the_marks_the_rerun_marks_without_writing_twice() {
 /// fault hook.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_updated_before_its_mark_is_read_again_not_lost() {
-    let p = fresh(Postgres, "haikou").await;
-    let q = fresh(MySql, "province").await;
-    samples::create(&p.pool, Shape::Haikou).await.unwrap();
-    samples::fill(&p.pool, Shape::Haikou, 0, 20).await.unwrap();
-    let s = scratch(
-        &q.url,
-        &[("haikou", &p.url)],
-        &[("haikou.toml", &flagged_mapping())],
-        "",
-    );
-    std::fs::copy(
-        root().join("mappings/examples/codesets/haikou.toml"),
-        s.dir.path().join("mappings/codesets/haikou.toml"),
-    )
-    .unwrap();
+    let (p, q, s) = flagged(Postgres, MySql, 20, "").await;
     let cfg = s.path();
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_hlx"))
         .args(["-c", cfg.to_str().unwrap(), "run"])

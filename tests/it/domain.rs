@@ -26,27 +26,7 @@ fn cli(cfg: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-macro_rules! engines {
-    ($name:ident) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(Postgres).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn mariadb() {
-                super::$name(MySql).await
-            }
-        }
-    };
-}
-
-engines!(categories_load_with_their_tree_checked_and_a_broken_file_loads_nothing);
+each_engine!(categories_load_with_their_tree_checked_and_a_broken_file_loads_nothing);
 async fn categories_load_with_their_tree_checked_and_a_broken_file_loads_nothing(q: Engine) {
     let db = fresh(q, "categories").await;
     let s = scratch(&db.url, &[], &[], "");
@@ -170,7 +150,7 @@ const CATEGORY_CODES: &str = r#"
 "0305" = "0102030000"
 "#;
 
-engines!(an_unknown_partner_category_falls_back_to_its_ancestors_other_and_is_counted);
+each_engine!(an_unknown_partner_category_falls_back_to_its_ancestors_other_and_is_counted);
 async fn an_unknown_partner_category_falls_back_to_its_ancestors_other_and_is_counted(q: Engine) {
     let s = setup(q, q, "").await;
     let dir = s.scratch.dir.path();

@@ -394,3 +394,49 @@ pub async fn batches_committed(q: &TestDb) -> i64 {
     .map(|s| s.parse().unwrap_or(0))
     .unwrap_or(0)
 }
+
+/// `each_engine!(f)`: a module `f` with one test per engine (SQLite,
+/// PostgreSQL, MariaDB), each calling `f(engine)`.
+macro_rules! each_engine {
+    ($name:ident) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(Postgres).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mariadb() {
+                super::$name(MySql).await
+            }
+        }
+    };
+}
+pub(crate) use each_engine;
+
+/// `same_engine_pairs!(f)`: like [`each_engine`], calling `f(engine, engine)`
+/// (partner and province on the same engine).
+macro_rules! same_engine_pairs {
+    ($name:ident) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(Sqlite, Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(Postgres, Postgres).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mariadb() {
+                super::$name(MySql, MySql).await
+            }
+        }
+    };
+}
+pub(crate) use same_engine_pairs;

@@ -87,27 +87,7 @@ async fn stored(s: &Setup) -> Vec<Vec<String>> {
         .await
 }
 
-macro_rules! engines {
-    ($name:ident) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(Sqlite, Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(Postgres, Postgres).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn mariadb() {
-                super::$name(MySql, MySql).await
-            }
-        }
-    };
-}
-
-engines!(personal_values_land_encrypted_and_hashed_and_rereads_change_nothing);
+same_engine_pairs!(personal_values_land_encrypted_and_hashed_and_rereads_change_nothing);
 async fn personal_values_land_encrypted_and_hashed_and_rereads_change_nothing(p: Engine, q: Engine) {
     let s = protected(p, q).await;
     let (code, out, err) = cli(&s, &["check", "--offline"]);
@@ -180,7 +160,7 @@ async fn personal_values_land_encrypted_and_hashed_and_rereads_change_nothing(p:
     assert_eq!(stored(&s).await, all, "nothing was rewritten");
 }
 
-engines!(a_rotated_key_re_encrypts_rows_as_they_are_read_and_old_values_still_decrypt);
+same_engine_pairs!(a_rotated_key_re_encrypts_rows_as_they_are_read_and_old_values_still_decrypt);
 async fn a_rotated_key_re_encrypts_rows_as_they_are_read_and_old_values_still_decrypt(p: Engine, q: Engine) {
     let s = protected(p, q).await;
     let rows: Vec<Row> = (0..3).map(|i| row(i, Some(&ts(T0, i as i64)))).collect();
@@ -228,7 +208,7 @@ async fn a_rotated_key_re_encrypts_rows_as_they_are_read_and_old_values_still_de
     assert!(err.contains("value 1: authentication failed"), "{err}");
 }
 
-engines!(a_rejected_row_keeps_its_protected_value_encrypted_in_the_quarantine);
+same_engine_pairs!(a_rejected_row_keeps_its_protected_value_encrypted_in_the_quarantine);
 async fn a_rejected_row_keeps_its_protected_value_encrypted_in_the_quarantine(p: Engine, q: Engine) {
     let s = protected(p, q).await;
     let mut bad = row(7, Some(&ts(T0, 7)));

@@ -23,27 +23,7 @@ fn reconcile(s: &Setup, extra: &[&str]) -> (i32, String) {
     )
 }
 
-macro_rules! engines {
-    ($name:ident) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(Postgres).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn mariadb() {
-                super::$name(MySql).await
-            }
-        }
-    };
-}
-
-engines!(a_hard_delete_a_changed_a_removed_and_an_extra_row_are_found_and_repaired);
+each_engine!(a_hard_delete_a_changed_a_removed_and_an_extra_row_are_found_and_repaired);
 async fn a_hard_delete_a_changed_a_removed_and_an_extra_row_are_found_and_repaired(e: Engine) {
     // batch_size 7: both passes go through several chunks.
     let s = setup(e, e, "batch_size = 7").await;
