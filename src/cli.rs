@@ -474,21 +474,18 @@ async fn check(cfg: &Arc<Config>, offline: bool, format: Format) -> i32 {
 /// readable, and declared lengths fit. Returns non-fatal notes.
 async fn check_mapping(ex: &Exchange, m: &crate::mapping::Mapping) -> anyhow::Result<Vec<String>> {
     use crate::db::catalog::Kind;
-    let partner = ex.partner_pool(&m.partner).await?;
-    // A pull reads the partner and writes the province; a push the reverse.
-    let (src_pool, tgt_pool, tgt_zone) = if m.direction == crate::mapping::Direction::Push {
-        (ex.province.clone(), partner, m.partner_zone)
-    } else {
-        (partner, ex.province.clone(), ex.config.defaults.timezone)
+    // The same source reader and target writer a run uses.
+    let (reader, writer, partner_target) = crate::exchange::ends(ex, m).await?;
+    let (src_pool, tgt_pool) = match partner_target {
+        Some(partner) => (ex.province.clone(), partner),
+        None => (ex.partner_pool(&m.partner).await?, ex.province.clone()),
     };
-    let reader = crate::db::read::Reader::new(src_pool.clone(), m).await?;
     reader.check_readable().await?;
     // The flag pattern writes the partner's table: prove the right now.
     reader
         .check_markable()
         .await
         .with_context(|| format!("partner {}", m.partner))?;
-    let writer = crate::db::write::Writer::new(&tgt_pool, m, tgt_zone).await?;
     if m.direction == crate::mapping::Direction::Push {
         // hlx writes the partner's table: prove the rights now, not at 3 a.m.
         let deletes = m.source.deleted.is_some() && matches!(m.target.on_delete, crate::mapping::OnDelete::Delete);
