@@ -1,7 +1,6 @@
 //! The 12345 domain pack through the binary: reference data loaded from
 //! CSV with the tree checked, and the code-set fallback to 'other' counted.
 
-use crate::files::hlx;
 use crate::helpers::*;
 use hotline_exchange::db::Engine;
 use hotline_exchange::exchange::Status;
@@ -16,14 +15,7 @@ fn example(file: &str) -> String {
 }
 
 fn cli(cfg: &Path, args: &[&str]) -> (i32, String, String) {
-    let mut all = vec!["-c", cfg.to_str().unwrap()];
-    all.extend_from_slice(args);
-    let o = hlx(&all);
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    crate::files::hlx_c(cfg, args)
 }
 
 each_engine!(categories_load_with_their_tree_checked_and_a_broken_file_loads_nothing);

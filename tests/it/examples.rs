@@ -4,7 +4,6 @@
 //! DOMAIN.md (`hotline_exchange::samples`), into a provincial PostgreSQL
 //! or MariaDB.
 
-use crate::files::hlx;
 use crate::helpers::*;
 use hotline_exchange::db::Engine;
 use hotline_exchange::exchange::{Outcome, Status};
@@ -56,15 +55,8 @@ async fn example(shape: Shape, partner: Engine, province: Engine, rows: usize) -
 /// Exit code and stdout (stderr only when the command failed: it carries
 /// warnings, e.g. about a password in a URL).
 fn cli(cfg: &Path, args: &[&str]) -> (i32, String) {
-    let mut all = vec!["-c", cfg.to_str().unwrap()];
-    all.extend_from_slice(args);
-    let o = hlx(&all);
-    let code = o.status.code().unwrap_or(-1);
-    let mut out = String::from_utf8_lossy(&o.stdout).into_owned();
-    if code != 0 {
-        out.push_str(&String::from_utf8_lossy(&o.stderr));
-    }
-    (code, out)
+    let (code, out, err) = crate::files::hlx_c(cfg, args);
+    (code, if code == 0 { out } else { out + &err })
 }
 
 /// Runs every mapping; checks each read row was accounted for.

@@ -12,6 +12,19 @@ pub fn hlx(args: &[&str]) -> Output {
         .expect("run hlx")
 }
 
+/// `hlx -c CFG args…`: exit code (-1 if killed), stdout and stderr apart
+/// (stderr carries warnings, e.g. about a password in a URL).
+pub fn hlx_c(cfg: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["-c", cfg.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let o = hlx(&all);
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",

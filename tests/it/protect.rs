@@ -66,15 +66,7 @@ fn set_protection(s: &Setup, encrypt_key: &str) {
 }
 
 fn cli(s: &Setup, args: &[&str]) -> (i32, String, String) {
-    let cfg = s.scratch.path();
-    let mut all = vec!["-c", cfg.to_str().unwrap()];
-    all.extend_from_slice(args);
-    let o = hlx(&all);
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).to_string(),
-        String::from_utf8_lossy(&o.stderr).to_string(),
-    )
+    crate::files::hlx_c(&s.scratch.path(), args)
 }
 
 async fn stored(s: &Setup) -> Vec<Vec<String>> {

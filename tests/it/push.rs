@@ -2,7 +2,6 @@
 //! table with the shipped example mapping: codes translated back, the
 //! confidential rule, decrypt-for-this-partner, idempotent re-sends.
 
-use crate::files::hlx;
 use crate::helpers::*;
 use hotline_exchange::db::Engine;
 use hotline_exchange::exchange::Status;
@@ -17,17 +16,8 @@ fn root() -> PathBuf {
 }
 
 fn cli(cfg: &Path, args: &[&str]) -> (i32, String) {
-    let mut all = vec!["-c", cfg.to_str().unwrap()];
-    all.extend_from_slice(args);
-    let o = hlx(&all);
-    (
-        o.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    )
+    let (code, out, err) = crate::files::hlx_c(cfg, args);
+    (code, out + &err)
 }
 
 fn ring() -> Keyring {

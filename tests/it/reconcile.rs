@@ -9,18 +9,10 @@ use hotline_exchange::db::Engine;
 use hotline_exchange::exchange::Status;
 
 fn reconcile(s: &Setup, extra: &[&str]) -> (i32, String) {
-    let cfg = s.scratch.path();
-    let mut a = vec!["-c", cfg.to_str().unwrap(), "reconcile", "-m", "haikou.work_order"];
-    a.extend_from_slice(extra);
-    let o = hlx(&a);
-    (
-        o.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    )
+    let mut args = vec!["reconcile", "-m", "haikou.work_order"];
+    args.extend_from_slice(extra);
+    let (code, out, err) = crate::files::hlx_c(&s.scratch.path(), &args);
+    (code, out + &err)
 }
 
 each_engine!(a_hard_delete_a_changed_a_removed_and_an_extra_row_are_found_and_repaired);
