@@ -518,10 +518,7 @@ impl Run<'_> {
             .iter()
             .map(|u| m.target.key.iter().map(|&k| u.values[k].clone()).collect())
             .collect();
-        let texts: Vec<String> = keys
-            .iter()
-            .map(|k| crate::mapping::key_text(&k.iter().collect::<Vec<_>>()))
-            .collect();
+        let texts: Vec<String> = keys.iter().map(|k| crate::mapping::key_text_of(k)).collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let pushed = self
             .ex
@@ -1373,15 +1370,15 @@ impl Run<'_> {
                 .into_iter()
                 .map(|row| (m.row_key(&row), row))
                 .collect();
-            let text = |k: &[Value]| crate::mapping::key_text(&k.iter().collect::<Vec<_>>());
             let same_done: Vec<Vec<Value>> = mark_done
                 .iter()
                 .filter(|(k, sum)| {
-                    now.get(&text(k)).is_some_and(|row| match m.map_row(row) {
-                        Ok(Mapped::Row { checksum, .. }) => checksum == *sum,
-                        Ok(Mapped::Deleted { .. }) => deleted_checksum() == *sum,
-                        Err(_) => false,
-                    })
+                    now.get(&crate::mapping::key_text_of(k))
+                        .is_some_and(|row| match m.map_row(row) {
+                            Ok(Mapped::Row { checksum, .. }) => checksum == *sum,
+                            Ok(Mapped::Deleted { .. }) => deleted_checksum() == *sum,
+                            Err(_) => false,
+                        })
                 })
                 .map(|(k, _)| k.clone())
                 .collect();
@@ -1389,7 +1386,10 @@ impl Run<'_> {
                 .await
                 .with_context(|| format!("partner {}", m.partner))?;
             for (k, fp, reason) in &mark_failed {
-                if now.get(&text(k)).is_some_and(|row| m.raw_fingerprint(row) == *fp) {
+                if now
+                    .get(&crate::mapping::key_text_of(k))
+                    .is_some_and(|row| m.raw_fingerprint(row) == *fp)
+                {
                     r.mark(std::slice::from_ref(k), from, &c.failed, Some(reason))
                         .await
                         .with_context(|| format!("partner {}", m.partner))?;

@@ -200,6 +200,11 @@ pub fn key_text(key: &[&Value]) -> String {
     serde_json::Value::Array(parts).to_string()
 }
 
+/// [`key_text`] of owned key values.
+pub fn key_text_of(key: &[Value]) -> String {
+    key_text(&key.iter().collect::<Vec<_>>())
+}
+
 /// What is shown in place of a value that may be personal and cannot be
 /// masked by its kind.
 pub const HIDDEN: &str = "******";
