@@ -151,7 +151,60 @@ impl Value {
 /// `YYYY-MM-DD HH:MM:SS[.fraction]` with as many fraction digits as needed
 /// (never rounded).
 pub fn format_naive(t: &NaiveDateTime) -> String {
-    t.format("%Y-%m-%d %H:%M:%S%.f").to_string()
+    let mut out = String::with_capacity(26);
+    push_naive(t, &mut out);
+    out
+}
+
+/// Appends [`format_naive`]'s form of `t` to `out`. Timestamps are formatted
+/// several times per row (checksum, recorded watermark, `COPY` text), so the
+/// common case (years 0–9999, no leap second) writes the digits directly
+/// instead of interpreting chrono's format string each time; the rest goes
+/// through chrono, which gives the same text.
+pub fn push_naive(t: &NaiveDateTime, out: &mut String) {
+    use chrono::{Datelike, Timelike};
+    let (year, nanos) = (t.year(), t.nanosecond());
+    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
+        use fmt::Write as _;
+        let _ = write!(out, "{}", t.format("%Y-%m-%d %H:%M:%S%.f"));
+        return;
+    }
+    let mut b = [0u8; 29];
+    let put = |b: &mut [u8], at: usize, v: u32, width: usize| {
+        let mut v = v;
+        for i in (0..width).rev() {
+            b[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(&mut b, 0, year as u32, 4);
+    b[4] = b'-';
+    put(&mut b, 5, t.month(), 2);
+    b[7] = b'-';
+    put(&mut b, 8, t.day(), 2);
+    b[10] = b' ';
+    put(&mut b, 11, t.hour(), 2);
+    b[13] = b':';
+    put(&mut b, 14, t.minute(), 2);
+    b[16] = b':';
+    put(&mut b, 17, t.second(), 2);
+    // chrono's `%.f`: nothing, or 3, 6 or 9 digits, as the precision needs.
+    let len = if nanos == 0 {
+        19
+    } else {
+        b[19] = b'.';
+        let (v, width) = if nanos % 1_000_000 == 0 {
+            (nanos / 1_000_000, 3)
+        } else if nanos % 1_000 == 0 {
+            (nanos / 1_000, 6)
+        } else {
+            (nanos, 9)
+        };
+        put(&mut b, 20, v, width);
+        20 + width
+    };
+    // Only ASCII digits and separators were written.
+    out.push_str(std::str::from_utf8(&b[..len]).unwrap_or_default());
 }
 
 fn format_float(f: f64) -> String {
@@ -241,6 +294,33 @@ mod tests {
         assert_eq!(Value::Timestamp(t).to_string(), "2024-03-01 08:30:00.123456");
         let t2 = t + chrono::Duration::microseconds(1);
         assert_ne!(digest(&Value::Timestamp(t)), digest(&Value::Timestamp(t2)));
+    }
+
+    #[test]
+    fn fast_timestamp_text_is_chronos_text() {
+        let cases = [
+            "2024-03-01 08:30:00",
+            "2024-03-01 08:30:00.5",
+            "2024-03-01 08:30:00.123",
+            "0001-01-01 00:00:00.000001",
+            "9999-12-31 23:59:59.999999",
+            "2024-02-29 23:59:59.123456789",
+            "2024-01-01 00:00:00.000000010",
+        ];
+        for c in cases {
+            let t = NaiveDateTime::parse_from_str(c, "%Y-%m-%d %H:%M:%S%.f").unwrap();
+            assert_eq!(format_naive(&t), t.format("%Y-%m-%d %H:%M:%S%.f").to_string(), "{c}");
+        }
+        let far = NaiveDate::from_ymd_opt(12345, 6, 7)
+            .unwrap()
+            .and_hms_opt(1, 2, 3)
+            .unwrap();
+        assert_eq!(format_naive(&far), far.format("%Y-%m-%d %H:%M:%S%.f").to_string());
+        let leap = NaiveDate::from_ymd_opt(2016, 12, 31)
+            .unwrap()
+            .and_hms_nano_opt(23, 59, 59, 1_500_000_000)
+            .unwrap();
+        assert_eq!(format_naive(&leap), leap.format("%Y-%m-%d %H:%M:%S%.f").to_string());
     }
 
     #[test]
