@@ -129,9 +129,8 @@ impl Writer {
 
     /// Converts a value to what the target column holds: naive times become
     /// instants in the partner's zone for zoned columns, instants become
-    /// wall-clock time in the province's zone for naive columns.
-    /// Borrows the value where nothing changes, which is every value but
-    /// these times.
+    /// wall-clock time in the province's zone for naive columns. Every other
+    /// value is borrowed as it is.
     fn adapt<'v>(&self, v: &'v Value, kind: Kind) -> Cow<'v, Value> {
         Cow::Owned(match (v, kind) {
             (Value::Timestamp(n), Kind::TimestampTz) => match self.source_zone.from_local_datetime(n).single() {
