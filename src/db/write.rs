@@ -363,11 +363,12 @@ impl Writer {
             }
             buf.push(b'\n');
             if buf.len() >= COPY_SLICE || n + 1 == rows.len() {
-                if let Err(e) = copy.send(std::mem::take(&mut buf)).await {
+                if let Err(e) = copy.send(buf.as_slice()).await {
                     let _ = copy.abort("hlx: send failed").await;
                     return Err(e.into());
                 }
-                buf.reserve(COPY_SLICE + (64 << 10));
+                // One buffer for the whole COPY: sent, then refilled.
+                buf.clear();
             }
         }
         copy.finish().await?;
