@@ -207,6 +207,34 @@ pub fn push_naive(t: &NaiveDateTime, out: &mut String) {
     out.push_str(std::str::from_utf8(&b[..len]).unwrap_or_default());
 }
 
+/// The inverse of [`format_naive`], which is also how MySQL prints DATETIME
+/// and TIMESTAMP: read digit by digit (a watermark column is parsed on every
+/// row read), and anything else handed to chrono, which reads the same values.
+pub fn parse_naive(s: &str) -> Option<NaiveDateTime> {
+    fn num(b: &[u8]) -> Option<u32> {
+        b.iter()
+            .try_fold(0u32, |n, &d| d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0')))
+    }
+    let b = s.as_bytes();
+    let shaped = b.len() >= 19
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b' '
+        && b[13] == b':'
+        && b[16] == b':'
+        && (b.len() == 19 || (b[19] == b'.' && (21..=29).contains(&b.len())));
+    let fast = || {
+        let date = NaiveDate::from_ymd_opt(num(&b[0..4])? as i32, num(&b[5..7])?, num(&b[8..10])?)?;
+        let frac = if b.len() > 20 { &b[20..] } else { &[][..] };
+        let nanos = num(frac)? * 10u32.pow(9 - frac.len() as u32);
+        date.and_hms_nano_opt(num(&b[11..13])?, num(&b[14..16])?, num(&b[17..19])?, nanos)
+    };
+    match shaped.then(fast).flatten() {
+        Some(t) => Some(t),
+        None => NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").ok(),
+    }
+}
+
 fn format_float(f: f64) -> String {
     if f.fract() == 0.0 && f.abs() < 1e15 {
         format!("{}", f as i64)
@@ -321,6 +349,37 @@ mod tests {
             .and_hms_nano_opt(23, 59, 59, 1_500_000_000)
             .unwrap();
         assert_eq!(format_naive(&leap), leap.format("%Y-%m-%d %H:%M:%S%.f").to_string());
+    }
+
+    #[test]
+    fn sql_datetimes_read_as_chrono_reads_them() {
+        for s in [
+            "2024-03-01 08:30:00",
+            "2024-03-01 08:30:00.5",
+            "2024-03-01 08:30:00.123456",
+            "2024-03-01 08:30:00.000001",
+            "2024-03-01 08:30:00.123456789",
+            "1000-01-01 00:00:00",
+            "9999-12-31 23:59:59.999999",
+        ] {
+            let want = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").unwrap();
+            assert_eq!(parse_naive(s), Some(want), "{s}");
+        }
+        // Not a date, or not this shape: what chrono says (nothing).
+        for s in [
+            "2024-02-30 00:00:00",
+            "2024-03-01 24:00:00",
+            "2024-03-01T08:30:00",
+            "2024-03-01 08:30:0x",
+            "",
+            "0000-00-00 00:00:00",
+        ] {
+            assert_eq!(
+                parse_naive(s),
+                NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").ok(),
+                "{s}"
+            );
+        }
     }
 
     #[test]
