@@ -318,6 +318,8 @@ impl Exchange {
             optimistic: false,
             retry: matches!(work, Work::Retry(_)),
             resolved: 0,
+            window: None,
+            seal: None,
         };
         let result = match work {
             Work::Exchange(shutdown) => run.go(shutdown).await,
@@ -470,6 +472,11 @@ struct Run<'a> {
     retry: bool,
     /// Quarantine entries resolved by the committed batches.
     resolved: u64,
+    /// The pairs of the look-back window this run confirmed, where the
+    /// window can be sealed ([`crate::window`]).
+    window: Option<crate::window::Window>,
+    /// The seal stored with the position this run started from.
+    seal: Option<String>,
 }
 
 /// A batch read from the source.
@@ -754,6 +761,14 @@ impl Run<'_> {
         self.optimistic = target_engine == crate::db::Engine::Postgres
             && self.position.is_none()
             && !self.ex.state.has_row_state(self.id).await?;
+        // A two-way half's row state is also written by its other half, and
+        // the flag pattern reads by flag, not by window: neither is sealed.
+        if reader.can_probe() && m.lookback.0.as_nanos() > 0 && m.pair.is_none() && m.source.consume.is_none() {
+            self.window = Some(crate::window::Window::new(m.lookback.chrono(), reader.probe_size()));
+            if self.position.is_some() {
+                self.seal = self.ex.state.window_seal(self.id).await?;
+            }
+        }
 
         // Phase 1: rows whose watermark is NULL (or every row, without a watermark).
         let null_phase = reader.watermark_index().is_some();
@@ -764,19 +779,20 @@ impl Run<'_> {
             return Ok(stop);
         }
         // Phase 2: from the stored position minus the look-back window. Where
-        // the watermark allows it, the window up to the position is probed by
-        // (key, watermark) and only row versions not seen before are fetched;
-        // then the read continues after the position.
+        // the watermark allows it, the window up to the position's watermark
+        // (the rows that share it included) is probed by (key, watermark) and
+        // only row versions not seen before are fetched; then the read goes
+        // on after that watermark.
         if reader.watermark_index().is_some() {
             let start = match self.position.clone() {
                 None => Start::Beginning,
                 Some(p) if reader.can_probe() && !p.key.is_empty() && m.lookback.0.as_nanos() > 0 => {
                     let lo = minus(&p.wm, m.lookback.chrono());
                     self.wm_from = Some(lo.to_string());
-                    if let Some(stop) = self.probe(&reader, &ctx, &lo, &p, shutdown).await? {
+                    if let Some(stop) = self.probe(&reader, &ctx, &lo, &p.wm, shutdown).await? {
                         return Ok(stop);
                     }
-                    Start::After { wm: p.wm, key: p.key }
+                    Start::AfterWm(p.wm)
                 }
                 Some(p) => Start::From(minus(&p.wm, m.lookback.chrono())),
             };
@@ -787,7 +803,26 @@ impl Run<'_> {
                 return Ok(stop);
             }
         }
+        self.seal_window().await;
         Ok(false)
+    }
+
+    /// Seals the window of the position the run ended at, when the run can
+    /// vouch for every pair in it and the seal is not already the stored one.
+    /// A failure here costs the next poll its shortcut, nothing else.
+    async fn seal_window(&mut self) {
+        let (Some(w), Some(p)) = (&self.window, &self.position) else {
+            return;
+        };
+        let lo = minus(&p.wm, self.m.lookback.chrono());
+        let Some(seal) = w.seal(&lo, &p.wm) else { return };
+        if self.seal.as_deref() == Some(seal.as_str()) {
+            return;
+        }
+        match self.ex.state.seal_window(self.id, p, &seal).await {
+            Ok(()) => tracing::debug!("look-back window sealed"),
+            Err(e) => tracing::warn!("could not record the look-back window's seal: {e:#}"),
+        }
     }
 
     /// The retry of [`Exchange::retry_quarantined`]: the open entries a
@@ -887,22 +922,25 @@ impl Run<'_> {
     /// The look-back window by (key, watermark): a row whose recorded source
     /// watermark equals the current one is the version already processed; the
     /// others (late commits, updates committed late) are fetched in full and
-    /// written like any batch. The position does not move here.
+    /// written like any batch. The position does not move here: rows that
+    /// share its watermark but sort after its key are written here too, and
+    /// seen (their watermark recorded) by the next poll's probe.
     async fn probe(
         &mut self,
         reader: &Reader,
         ctx: &BatchCtx<'_>,
         lo: &Value,
-        upto: &Position,
+        hi: &Value,
         shutdown: &Shutdown,
     ) -> Result<Option<bool>, RunError> {
         let m = self.m;
         let mut after: Option<Position> = None;
         loop {
-            let probed = within(self.partner_deadline(), reader.probe_window(lo, upto, after.as_ref()))
+            let probed = within(self.partner_deadline(), reader.probe_window(lo, hi, after.as_ref()))
                 .await
                 .with_context(|| format!("partner {}", m.partner))?;
             let Some((k, w)) = probed.last() else { return Ok(None) };
+            let first_page = after.is_none();
             after = Some(Position {
                 wm: w.clone(),
                 key: k.clone(),
@@ -911,7 +949,29 @@ impl Run<'_> {
                 .iter()
                 .map(|(k, _)| crate::mapping::key_text(&k.iter().collect::<Vec<_>>()))
                 .collect();
-            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let wm_texts: Vec<String> = probed.iter().map(|(_, w)| crate::state::wm_text(w)).collect();
+            // The whole window in one page, the same pairs as when it was
+            // sealed: every one is a version the row state records.
+            if first_page && probed.len() < reader.probe_size() {
+                if let (Some(stored), Some(window)) = (&self.seal, &mut self.window) {
+                    let pairs = texts
+                        .iter()
+                        .map(String::as_str)
+                        .zip(wm_texts.iter().map(String::as_str))
+                        .collect();
+                    if crate::window::seal(lo, hi, pairs) == *stored {
+                        for ((t, wt), (_, w)) in texts.iter().zip(&wm_texts).zip(&probed) {
+                            window.confirm(t, w, wt);
+                        }
+                        tracing::debug!(probed = probed.len(), "look-back window unchanged since sealed");
+                        return Ok(None);
+                    }
+                }
+            }
+            // Looked up in key order: neighbouring index pages in turn.
+            let mut refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            refs.sort_unstable();
+            refs.dedup();
             let mut tx = self.ex.province.begin().await.context("province")?;
             let stored = self
                 .ex
@@ -920,14 +980,16 @@ impl Run<'_> {
                 .await
                 .context("province")?;
             tx.commit().await.context("province")?;
-            let mut unseen: Vec<Vec<Value>> = probed
-                .iter()
-                .zip(&texts)
-                .filter(|((_, w), t)| {
-                    stored.get(t.as_str()).and_then(|s| s.wm.as_deref()) != Some(crate::state::wm_text(w).as_str())
-                })
-                .map(|((k, _), _)| k.clone())
-                .collect();
+            let mut unseen: Vec<Vec<Value>> = Vec::new();
+            for (((k, w), t), wt) in probed.iter().zip(&texts).zip(&wm_texts) {
+                if stored.get(t.as_str()).and_then(|s| s.wm.as_deref()) == Some(wt.as_str()) {
+                    if let Some(window) = &mut self.window {
+                        window.confirm(t, w, wt);
+                    }
+                } else {
+                    unseen.push(k.clone());
+                }
+            }
             tracing::debug!(probed = probed.len(), unseen = unseen.len(), "look-back window probed");
             // Fetched and written a batch at a time.
             while !unseen.is_empty() {
@@ -1342,6 +1404,23 @@ impl Run<'_> {
             crash_point("HLX_FAULT_AFTER_PARTNER_COMMIT");
         }
         tx.commit().await.context("province: commit")?;
+        if !saved.is_empty() || moved.is_some() {
+            // That cleared the stored seal (`State::save_checksums_tx`).
+            self.seal = None;
+        }
+        if let (Some(window), Some(w)) = (&mut self.window, m.source.watermark) {
+            if !rejects.is_empty() || p.duplicates > 0 {
+                window.spoil();
+            } else if !p.null_phase {
+                // Every mapped row's version is now what its row state records.
+                for (i, _) in mapped {
+                    window.confirm(&keys[*i], &rows[*i][w], &crate::state::wm_text(&rows[*i][w]));
+                }
+            }
+            if let Some(p) = &moved {
+                window.advance(&p.wm);
+            }
+        }
         if let (Some(r), Some(c)) = (&ctx.consume, &m.source.consume) {
             crash_point("HLX_FAULT_BEFORE_MARKS");
             // Tests (debug builds): the partner changes a row right here.

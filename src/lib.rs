@@ -48,3 +48,4 @@ pub mod shutdown;
 pub mod state;
 pub mod systemd;
 pub mod value;
+pub mod window;

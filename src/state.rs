@@ -413,22 +413,68 @@ impl State {
         }
     }
 
+    /// Moves the position; the window's seal goes with the old position.
     pub async fn save_position_tx(&self, tx: &mut Tx, id: i64, pos: &Position) -> anyhow::Result<()> {
         let t = self.t("hlx_watermark");
         let sql = match tx.engine() {
             Engine::MySql => format!(
                 "INSERT INTO {t} (mapping_id, position, wm_text, updated_at) VALUES (?, ?, ?, ?) \
-                 ON DUPLICATE KEY UPDATE position = VALUES(position), wm_text = VALUES(wm_text), updated_at = VALUES(updated_at)"
+                 ON DUPLICATE KEY UPDATE position = VALUES(position), wm_text = VALUES(wm_text), updated_at = VALUES(updated_at), \
+                 window_seal = NULL"
             ),
             _ => format!(
                 "INSERT INTO {t} (mapping_id, position, wm_text, updated_at) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (mapping_id) DO UPDATE SET position = excluded.position, wm_text = excluded.wm_text, updated_at = excluded.updated_at"
+                 ON CONFLICT (mapping_id) DO UPDATE SET position = excluded.position, wm_text = excluded.wm_text, updated_at = excluded.updated_at, \
+                 window_seal = NULL"
             ),
         };
         exec(
             tx,
             &sql,
             &[id.into(), pos.to_json().into(), pos.wm.to_string().into(), now().into()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The seal of the look-back window at the stored position, if one is
+    /// in force (see [`crate::window`]).
+    pub async fn window_seal(&self, id: i64) -> anyhow::Result<Option<String>> {
+        let q = format!(
+            "SELECT window_seal FROM {} WHERE mapping_id = ?",
+            self.t("hlx_watermark")
+        );
+        match fetch_pool(&self.pool, &q, &[id.into()]).await?.first() {
+            Some(r) => r.text(0),
+            None => Ok(None),
+        }
+    }
+
+    /// Records the seal of the window at `pos`, if the position is still
+    /// `pos` (a run that moved it in the meantime has cleared the seal).
+    pub async fn seal_window(&self, id: i64, pos: &Position, seal: &str) -> anyhow::Result<()> {
+        exec_pool(
+            &self.pool,
+            &format!(
+                "UPDATE {} SET window_seal = ? WHERE mapping_id = ? AND position = ?",
+                self.t("hlx_watermark")
+            ),
+            &[seal.into(), id.into(), pos.to_json().into()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Whatever changes a mapping's row state breaks its window's seal: in
+    /// the same transaction as the change.
+    async fn unseal_tx(&self, tx: &mut Tx, id: i64) -> anyhow::Result<()> {
+        exec(
+            tx,
+            &format!(
+                "UPDATE {} SET window_seal = NULL WHERE mapping_id = ? AND window_seal IS NOT NULL",
+                self.t("hlx_watermark")
+            ),
+            &[id.into()],
         )
         .await?;
         Ok(())
@@ -511,6 +557,7 @@ impl State {
         if rows.is_empty() {
             return Ok(());
         }
+        self.unseal_tx(tx, id).await?;
         if fresh && tx.engine() == Engine::Postgres {
             exec(tx, "SAVEPOINT hlx_state", &[]).await?;
             // A COPY's error can surface on the next statement: RELEASE is part of the attempt.
@@ -585,12 +632,16 @@ impl State {
 
     /// Forgets the checksums of a mapping (the next run rewrites every row).
     pub async fn forget_checksums(&self, id: i64) -> anyhow::Result<u64> {
-        exec_pool(
-            &self.pool,
+        let mut tx = self.pool.begin().await?;
+        self.unseal_tx(&mut tx, id).await?;
+        let n = exec(
+            &mut tx,
             &format!("DELETE FROM {} WHERE mapping_id = ?", self.t("hlx_row_state")),
             &[id.into()],
         )
-        .await
+        .await?;
+        tx.commit().await?;
+        Ok(n)
     }
 
     pub async fn start_run(&self, mapping: &str, partner: &str, direction: &str) -> anyhow::Result<i64> {

@@ -58,6 +58,9 @@ pub enum Start {
     From(Value),
     /// Strictly after this (watermark, key) position.
     After { wm: Value, key: Vec<Value> },
+    /// Strictly after this watermark value: every row at the value itself
+    /// was taken care of by the look-back probe, whatever its key.
+    AfterWm(Value),
     /// NULL-watermark phase, or no watermark: strictly after this key.
     AfterKey(Vec<Value>),
 }
@@ -221,6 +224,10 @@ impl Reader {
                     Start::Beginning | Start::AfterKey(_) => {}
                     Start::From(v) => {
                         conds.push(format!("{wq} >= {}", self.param(w)));
+                        args.push(v.clone());
+                    }
+                    Start::AfterWm(v) => {
+                        conds.push(format!("{wq} > {}", self.param(w)));
                         args.push(v.clone());
                     }
                     Start::After { wm, key } => {
@@ -424,25 +431,31 @@ impl Reader {
         }
     }
 
-    /// The (key, watermark) pairs of the look-back window: rows from `lo` up
-    /// to and including position `upto`, after `after`, one batch.
+    /// The (key, watermark) pairs of the look-back window: rows whose
+    /// watermark is from `lo` up to and including `hi`, whatever their key,
+    /// after `after`, one page of [`Reader::probe_size`] pairs.
+    ///
+    /// The window takes in the whole group of rows that share the stored
+    /// position's watermark, not only those up to the position's key, so the
+    /// read after it can be a plain `watermark > hi` ([`Start::AfterWm`]):
+    /// with an index on the watermark alone (the usual partner index), a
+    /// read from inside a large tie group would make the database fetch and
+    /// sort the whole group on every poll just to find nothing after it.
     pub async fn probe_window(
         &self,
         lo: &Value,
-        upto: &crate::state::Position,
+        hi: &Value,
         after: Option<&crate::state::Position>,
     ) -> anyhow::Result<Vec<(Vec<Value>, Value)>> {
         let w = self.watermark.context("probe without a watermark")?;
         let wq = self.cols[w].quoted.clone();
         let mut args = Vec::new();
-        let mut conds = vec![format!("{wq} >= {}", self.param(w))];
+        let mut conds = vec![
+            format!("{wq} >= {}", self.param(w)),
+            format!("{wq} <= {}", self.param(w)),
+        ];
         args.push(lo.clone());
-        let lt = format!("{wq} < {}", self.param(w));
-        args.push(upto.wm.clone());
-        let eq = format!("{wq} = {}", self.param(w));
-        args.push(upto.wm.clone());
-        let gt_key = self.key_after(&upto.key, &mut args);
-        conds.push(format!("({lt} OR ({eq} AND NOT ({gt_key})))"));
+        args.push(hi.clone());
         if let Some(a) = after {
             let gt = format!("{wq} > {}", self.param(w));
             args.push(a.wm.clone());

@@ -502,5 +502,85 @@ async fn the_lookback_window_is_probed_and_only_unseen_versions_are_read(p: Engi
     );
     let o = s.run().await;
     assert_eq!(o.counts.read, if probed { 0 } else { 50 }, "{:?}", o.counts);
+    // Rows stamped with the position's own watermark, one whose key sorts
+    // after the position's key (new) and one before it (an update): both are
+    // versions not seen yet, so both are read, once.
+    let at_pos = ts(T0, 49_000_000);
+    insert(&s.partner, &[row(2000, Some(&at_pos))]).await;
+    s.partner
+        .exec_args(
+            &format!("UPDATE stg_gd_info SET SQNR = '同一时刻的更新', UPDATE_TIME = {tp} WHERE GDBH = 'HK00000030'"),
+            &[at_pos.clone().into()],
+        )
+        .await;
+    let o = s.run().await;
+    assert_eq!((o.counts.inserted, o.counts.updated), (1, 1), "{:?}", o.counts);
+    if probed {
+        assert_eq!(o.counts.read, 2, "{:?}", o.counts);
+    }
+    let o = s.run().await;
+    assert_eq!(o.counts.read, if probed { 0 } else { 51 }, "{:?}", o.counts);
+    assert_eq!(s.target_keys().await, s.source_keys("1=1").await);
+}
+
+engines!(a_sealed_lookback_window_still_lets_late_rows_and_rejections_through);
+async fn a_sealed_lookback_window_still_lets_late_rows_and_rejections_through(p: Engine, q: Engine) {
+    // An idle poll whose probe finds the window as it was sealed skips the
+    // row-state lookups (src/window.rs). What it must never skip: a late
+    // commit into the window, and a row that is still quarantined.
+    let s = setup(p, q, "batch_size = 20\nlookback = \"10m\"").await;
+    let sealable = p != Sqlite; // a text watermark is re-read, not probed
+    let wt = s.province.hlx("hlx_watermark");
+    let seal_sql = format!("SELECT window_seal FROM {wt}");
+    let rows: Vec<Row> = (0..50).map(|i| row(i, Some(&ts(T0, i as i64 * 1_000_000)))).collect();
+    insert(&s.partner, &rows).await;
+    assert_eq!(s.run().await.counts.inserted, 50);
+    let first = s.province.scalar(&seal_sql).await;
+    assert_eq!(first.is_some(), sealable, "the first load seals the window it ends at");
+    let idle = s.run().await;
+    assert_eq!(idle.counts.read, if sealable { 0 } else { 50 }, "{:?}", idle.counts);
+    assert_eq!(s.province.scalar(&seal_sql).await, first, "an idle poll keeps the seal");
+
+    // A row stamped inside the sealed window, before the position, that
+    // commits late: the probe's pairs differ from the seal's, so it is seen.
+    insert(&s.partner, &[row(3000, Some(&ts(T0, 5_500_000)))]).await;
+    let o = s.run().await;
+    assert_eq!((o.counts.inserted, o.counts.updated), (1, 0), "{:?}", o.counts);
+    if sealable {
+        assert_eq!(o.counts.read, 1, "{:?}", o.counts);
+        let renewed = s.province.scalar(&seal_sql).await;
+        assert!(
+            renewed.is_some() && renewed != first,
+            "sealed again, over the new pairs"
+        );
+    }
+
+    // A row the mapping rejects, stamped inside the window: quarantined, and
+    // read again on every poll (it is not a version the row state records),
+    // however many idle polls pass.
+    let mut bad = row(3001, Some(&ts(T0, 6_500_000)));
+    bad.ldsj = "2024-13-45".into();
+    insert(&s.partner, &[bad]).await;
+    let o = s.run().await;
+    assert_eq!(o.counts.rejected, 1, "{:?}", o.counts);
+    for _ in 0..2 {
+        let o = s.run().await;
+        assert_eq!((o.counts.rejected, o.counts.inserted), (0, 0), "{:?}", o.counts);
+        if sealable {
+            assert_eq!((o.counts.read, o.counts.unchanged), (1, 1), "{:?}", o.counts);
+        }
+    }
+    // Fixed at the partner: it lands.
+    let tp = s.partner.ts_param();
+    s.partner
+        .exec_args(
+            &format!("UPDATE stg_gd_info SET LDSJ = '20240301083000', UPDATE_TIME = {tp} WHERE GDBH = 'HK00003001'"),
+            &[ts(T0, 7_500_000).into()],
+        )
+        .await;
+    let o = s.run().await;
+    assert_eq!(o.counts.inserted, 1, "{:?}", o.counts);
+    let idle = s.run().await;
+    assert_eq!(idle.counts.read, if sealable { 0 } else { 52 }, "{:?}", idle.counts);
     assert_eq!(s.target_keys().await, s.source_keys("1=1").await);
 }
