@@ -290,11 +290,41 @@ impl State {
             Engine::MySql => (&STATE_MY, &PROV_MY),
             Engine::Sqlite => (&STATE_LITE, &PROV_LITE),
         };
+        let wanted: &[&sqlx::migrate::Migrator] = if state_only { &[s] } else { &[s, p] };
+        if self.migrations_applied(wanted).await {
+            return Ok(());
+        }
         apply(s, &self.pool).await.context("migrating hlx state tables")?;
         if !state_only {
             apply(p, &self.pool).await.context("migrating the provincial schema")?;
         }
         Ok(())
+    }
+
+    /// Whether every migration of these migrators is recorded as applied
+    /// with its checksum: one read instead of sqlx's lock, `CREATE TABLE IF
+    /// NOT EXISTS` and reads per migrator, which every run and every poll
+    /// would otherwise pay. Anything else (no table yet, a migration
+    /// missing, a checksum that differs) goes the full way, where sqlx
+    /// applies or reports it.
+    async fn migrations_applied(&self, wanted: &[&sqlx::migrate::Migrator]) -> bool {
+        let Ok(rows) = fetch_pool(
+            &self.pool,
+            "SELECT version, checksum FROM _sqlx_migrations WHERE success = ?",
+            &[true.into()],
+        )
+        .await
+        else {
+            return false;
+        };
+        let applied: HashMap<i64, Vec<u8>> = rows
+            .iter()
+            .filter_map(|r| Some((r.i64(0).ok()??, r.bytes(1).ok()??)))
+            .collect();
+        wanted.iter().flat_map(|m| m.iter()).all(|m| {
+            m.migration_type.is_down_migration()
+                || applied.get(&m.version).is_some_and(|c| c.as_slice() == &*m.checksum)
+        })
     }
 
     /// An hlx table's name as this engine spells it (`hlx.` schema on PostgreSQL).
