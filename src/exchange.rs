@@ -746,7 +746,8 @@ impl Run<'_> {
     async fn go(&mut self, shutdown: &Shutdown) -> Result<bool, RunError> {
         let m = self.m;
         let (reader, writer, partner) = self.ends().await?;
-        self.position = self.ex.state.position(self.id).await?;
+        let (position, seal) = self.ex.state.position_and_seal(self.id).await?;
+        self.position = position;
         let has_quarantine = self.ex.state.open_quarantine_count(&m.name).await? > 0;
         // A first load into PostgreSQL skips the checksum lookups (see `write`).
         let target_engine = partner.as_ref().unwrap_or(&self.ex.province).engine();
@@ -765,9 +766,7 @@ impl Run<'_> {
         // the flag pattern reads by flag, not by window: neither is sealed.
         if reader.can_probe() && m.lookback.0.as_nanos() > 0 && m.pair.is_none() && m.source.consume.is_none() {
             self.window = Some(crate::window::Window::new(m.lookback.chrono(), reader.probe_size()));
-            if self.position.is_some() {
-                self.seal = self.ex.state.window_seal(self.id).await?;
-            }
+            self.seal = seal;
         }
 
         // Phase 1: rows whose watermark is NULL (or every row, without a watermark).
@@ -808,17 +807,15 @@ impl Run<'_> {
     }
 
     /// Seals the window of the position the run ended at, when the run can
-    /// vouch for every pair in it and the seal is not already the stored one.
-    /// A failure here costs the next poll its shortcut, nothing else.
-    async fn seal_window(&mut self) {
+    /// vouch for every pair in it (`State::seal_window` writes nothing when
+    /// the stored seal is already this one). A failure here costs the next
+    /// poll its shortcut, nothing else.
+    async fn seal_window(&self) {
         let (Some(w), Some(p)) = (&self.window, &self.position) else {
             return;
         };
         let lo = minus(&p.wm, self.m.lookback.chrono());
         let Some(seal) = w.seal(&lo, &p.wm) else { return };
-        if self.seal.as_deref() == Some(seal.as_str()) {
-            return;
-        }
         match self.ex.state.seal_window(self.id, p, &seal).await {
             Ok(()) => tracing::debug!("look-back window sealed"),
             Err(e) => tracing::warn!("could not record the look-back window's seal: {e:#}"),
@@ -960,8 +957,8 @@ impl Run<'_> {
                         .zip(wm_texts.iter().map(String::as_str))
                         .collect();
                     if crate::window::seal(lo, hi, pairs) == *stored {
-                        for ((t, wt), (_, w)) in texts.iter().zip(&wm_texts).zip(&probed) {
-                            window.confirm(t, w, wt);
+                        for (t, (_, w)) in texts.iter().zip(&probed) {
+                            window.confirm(t, w);
                         }
                         tracing::debug!(probed = probed.len(), "look-back window unchanged since sealed");
                         return Ok(None);
@@ -984,7 +981,7 @@ impl Run<'_> {
             for (((k, w), t), wt) in probed.iter().zip(&texts).zip(&wm_texts) {
                 if stored.get(t.as_str()).and_then(|s| s.wm.as_deref()) == Some(wt.as_str()) {
                     if let Some(window) = &mut self.window {
-                        window.confirm(t, w, wt);
+                        window.confirm(t, w);
                     }
                 } else {
                     unseen.push(k.clone());
@@ -1404,17 +1401,13 @@ impl Run<'_> {
             crash_point("HLX_FAULT_AFTER_PARTNER_COMMIT");
         }
         tx.commit().await.context("province: commit")?;
-        if !saved.is_empty() || moved.is_some() {
-            // That cleared the stored seal (`State::save_checksums_tx`).
-            self.seal = None;
-        }
         if let (Some(window), Some(w)) = (&mut self.window, m.source.watermark) {
             if !rejects.is_empty() || p.duplicates > 0 {
                 window.spoil();
             } else if !p.null_phase {
                 // Every mapped row's version is now what its row state records.
                 for (i, _) in mapped {
-                    window.confirm(&keys[*i], &rows[*i][w], &crate::state::wm_text(&rows[*i][w]));
+                    window.confirm(&keys[*i], &rows[*i][w]);
                 }
             }
             if let Some(p) = &moved {

@@ -436,10 +436,19 @@ impl State {
     }
 
     pub async fn position(&self, id: i64) -> anyhow::Result<Option<Position>> {
-        let q = format!("SELECT position FROM {} WHERE mapping_id = ?", self.t("hlx_watermark"));
+        Ok(self.position_and_seal(id).await?.0)
+    }
+
+    /// The stored position and the seal of its look-back window, if one is
+    /// in force (see [`crate::window`]), in one read.
+    pub async fn position_and_seal(&self, id: i64) -> anyhow::Result<(Option<Position>, Option<String>)> {
+        let q = format!(
+            "SELECT position, window_seal FROM {} WHERE mapping_id = ?",
+            self.t("hlx_watermark")
+        );
         match fetch_pool(&self.pool, &q, &[id.into()]).await?.first() {
-            Some(r) => Ok(Some(Position::from_json(&r.text(0)?.unwrap_or_default())?)),
-            None => Ok(None),
+            Some(r) => Ok((Some(Position::from_json(&r.text(0)?.unwrap_or_default())?), r.text(1)?)),
+            None => Ok((None, None)),
         }
     }
 
@@ -467,29 +476,18 @@ impl State {
         Ok(())
     }
 
-    /// The seal of the look-back window at the stored position, if one is
-    /// in force (see [`crate::window`]).
-    pub async fn window_seal(&self, id: i64) -> anyhow::Result<Option<String>> {
-        let q = format!(
-            "SELECT window_seal FROM {} WHERE mapping_id = ?",
-            self.t("hlx_watermark")
-        );
-        match fetch_pool(&self.pool, &q, &[id.into()]).await?.first() {
-            Some(r) => r.text(0),
-            None => Ok(None),
-        }
-    }
-
     /// Records the seal of the window at `pos`, if the position is still
-    /// `pos` (a run that moved it in the meantime has cleared the seal).
+    /// `pos` (a run that moved it in the meantime has cleared the seal) and
+    /// the seal is not already this one (an idle poll writes nothing).
     pub async fn seal_window(&self, id: i64, pos: &Position, seal: &str) -> anyhow::Result<()> {
         exec_pool(
             &self.pool,
             &format!(
-                "UPDATE {} SET window_seal = ? WHERE mapping_id = ? AND position = ?",
+                "UPDATE {} SET window_seal = ? WHERE mapping_id = ? AND position = ? \
+                 AND (window_seal IS NULL OR window_seal <> ?)",
                 self.t("hlx_watermark")
             ),
-            &[seal.into(), id.into(), pos.to_json().into()],
+            &[seal.into(), id.into(), pos.to_json().into(), seal.into()],
         )
         .await?;
         Ok(())

@@ -60,13 +60,15 @@ impl Window {
         }
     }
 
-    /// The row state now records this version of the row (key text,
-    /// watermark, and the watermark's text as stored).
-    pub fn confirm(&mut self, key: &str, wm: &Value, wm_text: &str) {
+    /// The row state now records this version of the row (key text and
+    /// watermark). Cheap for a row that cannot be in the final window: a
+    /// first load passes every row here.
+    pub fn confirm(&mut self, key: &str, wm: &Value) {
         if self.spoiled || self.floor.as_ref().is_some_and(|f| cmp(wm, f) == Some(Ordering::Less)) {
             return;
         }
-        self.pairs.insert(key.to_string(), (wm.clone(), wm_text.to_string()));
+        self.pairs
+            .insert(key.to_string(), (wm.clone(), crate::state::wm_text(wm)));
         if self.pairs.len() > 2 * self.cap {
             self.prune();
         }
@@ -159,33 +161,36 @@ mod tests {
             t("2026-01-01 10:00:00.000001"),
             t("2026-01-01 10:05:00.5"),
         );
-        w.confirm("K1", &old, "old");
-        w.confirm("K2", &a, "a");
-        w.confirm("K3", &b, "b");
+        w.confirm("K1", &old);
+        w.confirm("K2", &a);
+        w.confirm("K3", &b);
         w.advance(&b);
         let lo = crate::state::minus(&b, chrono::Duration::minutes(10));
         let got = w.seal(&lo, &b).unwrap();
+        let (ta, tb) = (crate::state::wm_text(&a), crate::state::wm_text(&b));
+        let (a, b_) = (ta.as_str(), tb.as_str());
         assert_eq!(
             got,
-            seal(&lo, &b, vec![("K3", "b"), ("K2", "a")]),
+            seal(&lo, &b, vec![("K3", b_), ("K2", a)]),
             "K1 is outside the window"
         );
-        assert_ne!(got, seal(&lo, &b, vec![("K2", "a"), ("K3", "b"), ("K4", "b")]));
-        assert_ne!(got, seal(&lo, &b, vec![("K2", "a"), ("K3", "a")]));
-        assert_ne!(got, seal(&lo, &a, vec![("K2", "a"), ("K3", "b")]), "bounds count");
+        assert_ne!(got, seal(&lo, &b, vec![("K2", a), ("K3", b_), ("K4", b_)]));
+        assert_ne!(got, seal(&lo, &b, vec![("K2", a), ("K3", a)]));
+        let ha = t("2026-01-01 10:00:00.000001");
+        assert_ne!(got, seal(&lo, &ha, vec![("K2", a), ("K3", b_)]), "bounds count");
     }
 
     #[test]
     fn a_spoiled_or_overfull_window_has_no_seal() {
         let x = t("2026-01-01 10:00:00");
         let mut w = Window::new(chrono::Duration::minutes(10), 3);
-        w.confirm("K1", &x, "x");
+        w.confirm("K1", &x);
         w.spoil();
-        w.confirm("K2", &x, "x");
+        w.confirm("K2", &x);
         assert_eq!(w.seal(&x, &x), None);
         let mut w = Window::new(chrono::Duration::minutes(10), 3);
         for k in ["K1", "K2", "K3", "K4", "K5", "K6", "K7"] {
-            w.confirm(k, &x, "x");
+            w.confirm(k, &x);
         }
         assert_eq!(w.seal(&x, &x), None, "more pairs than one probe page");
     }
