@@ -32,6 +32,8 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::Mutex;
 
+mod pipeline;
+
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -752,7 +754,7 @@ impl Run<'_> {
         // A first load into PostgreSQL skips the checksum lookups (see `write`).
         let target_engine = partner.as_ref().unwrap_or(&self.ex.province).engine();
         let ctx = BatchCtx {
-            writer: &writer,
+            writer: Arc::new(writer),
             has_quarantine,
             mapping: Arc::new(m.clone()),
             partner,
@@ -831,7 +833,7 @@ impl Run<'_> {
         // The source's column types are needed to re-map stored rows.
         let (reader, writer, partner) = self.ends().await?;
         let ctx = BatchCtx {
-            writer: &writer,
+            writer: Arc::new(writer),
             has_quarantine: true,
             mapping: Arc::new(m.clone()),
             partner,
@@ -878,7 +880,7 @@ impl Run<'_> {
     async fn phase(
         &mut self,
         reader: &Reader,
-        ctx: &BatchCtx<'_>,
+        ctx: &BatchCtx,
         start: Start,
         keyed: bool,
         null_phase: bool,
@@ -902,13 +904,16 @@ impl Run<'_> {
             .in_current_span(),
         );
         let result = async {
+            let mut pipe = pipeline::Pipeline::new();
             while let Some(p) = recv.recv().await {
                 let p = p.with_context(|| format!("partner {}", self.m.partner))?;
-                self.write(ctx, &p).await?;
+                self.write_staged(ctx, &mut pipe, p).await?;
                 if shutdown.is_triggered() {
+                    self.settle(ctx, &mut pipe).await?;
                     return Ok(Some(true));
                 }
             }
+            self.settle(ctx, &mut pipe).await?;
             Ok(None)
         }
         .await;
@@ -925,7 +930,7 @@ impl Run<'_> {
     async fn probe(
         &mut self,
         reader: &Reader,
-        ctx: &BatchCtx<'_>,
+        ctx: &BatchCtx,
         lo: &Value,
         hi: &Value,
         shutdown: &Shutdown,
@@ -1009,11 +1014,97 @@ impl Run<'_> {
         }
     }
 
+    /// What a committed batch tells the look-back window: every row it
+    /// mapped is now the version its row state records, unless a row was
+    /// rejected (`clean` false) or a key came twice; the position moved.
+    fn note_committed(&mut self, p: &Prepared, clean: bool, moved: Option<&Position>) {
+        if let (Some(window), Some(w)) = (&mut self.window, self.m.source.watermark) {
+            if !clean || p.duplicates > 0 {
+                window.spoil();
+            } else if !p.null_phase {
+                for (i, _) in &p.mapped {
+                    window.confirm(&p.keys[*i], &p.rows[*i][w]);
+                }
+            }
+            if let Some(p) = moved {
+                window.advance(&p.wm);
+            }
+        }
+    }
+
+    /// The end of every batch's transaction: the position (never moved
+    /// backwards: a hard-deleted newest row must not make the next poll
+    /// re-read further back), the run's counters, the exchange-log entry
+    /// (`digest` is the batch's content digest) and the lease; then the
+    /// partner's commit (a push: `ptx` and what to call it in errors) and
+    /// the province's. Returns the position it moved to.
+    async fn close_batch(
+        &self,
+        mut tx: crate::db::Tx,
+        ptx: Option<(crate::db::Tx, String)>,
+        c: &Counts,
+        new_pos: Option<Position>,
+        digest: impl FnOnce() -> String,
+    ) -> Result<Option<Position>, RunError> {
+        let state = &self.ex.state;
+        let mut moved = None;
+        if let Some(p) = new_pos {
+            let ahead = match &self.position {
+                None => true,
+                Some(old) => !position_le(&p, old),
+            };
+            if ahead {
+                state
+                    .save_position_tx(&mut tx, self.id, &p)
+                    .await
+                    .context("province: watermark")?;
+                moved = Some(p);
+            }
+        }
+        state
+            .add_counts_tx(&mut tx, self.run_id, c, moved.as_ref().map(|p| p.wm.to_string()))
+            .await
+            .context("province")?;
+        if c.inserted + c.updated + c.deleted + c.rejected > 0 {
+            // Last before the commit: the log's head lock is held only briefly.
+            let mut e = self.log_entry(crate::exchange_log::Kind::Batch, "ok", c);
+            e.wm_from = self.position.as_ref().map(|p| p.wm.to_string());
+            e.wm_to = moved.as_ref().map(|p| p.wm.to_string());
+            e.content_digest = Some(digest());
+            crate::exchange_log::append_tx(&mut tx, self.ex.config.log.chain_hash, e)
+                .await
+                .context("province: exchange log")?;
+        }
+        if !state
+            .renew_lease_tx(
+                &mut tx,
+                self.id,
+                &self.ex.owner,
+                chrono::Duration::seconds(LEASE_TTL_SECS),
+            )
+            .await
+            .context("province")?
+        {
+            return Err(RunError::Fail(anyhow::anyhow!(
+                "lost the mapping's lease to another process; batch rolled back"
+            )));
+        }
+        if let Some((p, target)) = ptx {
+            // The partner first: the province's state then records what the
+            // partner holds. If the province commit fails now, the next run
+            // re-sends this batch (upserts on the key: no duplicates).
+            p.commit().await.with_context(|| format!("{target}: commit"))?;
+            crash_point("HLX_FAULT_AFTER_PARTNER_COMMIT");
+        }
+        tx.commit().await.context("province: commit")?;
+        Ok(moved)
+    }
+
     /// Writes one prepared batch in one provincial transaction. In optimistic
     /// mode (a first load on PostgreSQL) the checksum lookup is skipped; if a
     /// key turns out to have state after all, the batch is rolled back and
     /// written again with the lookup, and optimism ends for the run.
-    async fn write(&mut self, ctx: &BatchCtx<'_>, p: &Prepared) -> Result<(), RunError> {
+    async fn write(&mut self, ctx: &BatchCtx, p: &Prepared) -> Result<(), RunError> {
         if self.optimistic {
             match self.batch(ctx, p, true).await {
                 Err(RunError::Fail(e)) if e.downcast_ref::<crate::state::KeyExists>().is_some() => {
@@ -1027,7 +1118,7 @@ impl Run<'_> {
     }
 
     /// Writes one batch in one provincial transaction.
-    async fn batch(&mut self, ctx: &BatchCtx<'_>, p: &Prepared, optimistic: bool) -> Result<(), RunError> {
+    async fn batch(&mut self, ctx: &BatchCtx, p: &Prepared, optimistic: bool) -> Result<(), RunError> {
         let m = self.m;
         let state = &self.ex.state;
         let (rows, keys, mapped) = (&p.rows, &p.keys, &p.mapped);
@@ -1349,71 +1440,12 @@ impl Run<'_> {
                 .await
                 .context("province: quarantine")?;
         }
-        let mut moved = None;
-        if let Some(p) = new_pos {
-            // The position never moves backwards (a hard-deleted newest row
-            // must not make the next poll re-read further back).
-            let ahead = match &self.position {
-                None => true,
-                Some(old) => !position_le(&p, old),
-            };
-            if ahead {
-                state
-                    .save_position_tx(&mut tx, self.id, &p)
-                    .await
-                    .context("province: watermark")?;
-                moved = Some(p);
-            }
-        }
-        state
-            .add_counts_tx(&mut tx, self.run_id, &c, moved.as_ref().map(|p| p.wm.to_string()))
-            .await
-            .context("province")?;
-        if c.inserted + c.updated + c.deleted + c.rejected > 0 {
-            // Last before the commit: the log's head lock is held only briefly.
-            let mut e = self.log_entry(crate::exchange_log::Kind::Batch, "ok", &c);
-            e.wm_from = self.position.as_ref().map(|p| p.wm.to_string());
-            e.wm_to = moved.as_ref().map(|p| p.wm.to_string());
-            e.content_digest = Some(content_digest(keys, mapped));
-            crate::exchange_log::append_tx(&mut tx, self.ex.config.log.chain_hash, e)
-                .await
-                .context("province: exchange log")?;
-        }
-        if !state
-            .renew_lease_tx(
-                &mut tx,
-                self.id,
-                &self.ex.owner,
-                chrono::Duration::seconds(LEASE_TTL_SECS),
-            )
-            .await
-            .context("province")?
-        {
-            return Err(RunError::Fail(anyhow::anyhow!(
-                "lost the mapping's lease to another process; batch rolled back"
-            )));
-        }
-        if let Some(p) = ptx {
-            // The partner first: the province's state then records what the
-            // partner holds. If the province commit fails now, the next run
-            // re-sends this batch (upserts on the key: no duplicates).
-            p.commit().await.with_context(|| format!("{target}: commit"))?;
-            crash_point("HLX_FAULT_AFTER_PARTNER_COMMIT");
-        }
-        tx.commit().await.context("province: commit")?;
-        if let (Some(window), Some(w)) = (&mut self.window, m.source.watermark) {
-            if !rejects.is_empty() || p.duplicates > 0 {
-                window.spoil();
-            } else if !p.null_phase {
-                // Every mapped row's version is now what its row state records.
-                for (i, _) in mapped {
-                    window.confirm(&keys[*i], &rows[*i][w]);
-                }
-            }
-            if let Some(p) = &moved {
-                window.advance(&p.wm);
-            }
-        }
+        let moved = self
+            .close_batch(tx, ptx.map(|p| (p, target)), &c, new_pos, || {
+                content_digest(keys, mapped)
+            })
+            .await?;
+        self.note_committed(p, rejects.is_empty(), moved.as_ref());
         if let (Some(r), Some(c)) = (&ctx.consume, &m.source.consume) {
             crash_point("HLX_FAULT_BEFORE_MARKS");
             // Tests (debug builds): the partner changes a row right here.
@@ -1638,8 +1670,8 @@ fn position_le(a: &Position, b: &Position) -> bool {
     }
 }
 
-struct BatchCtx<'a> {
-    writer: &'a Writer,
+struct BatchCtx {
+    writer: Arc<Writer>,
     has_quarantine: bool,
     mapping: Arc<Mapping>,
     /// A push writes the partner in its own transaction, committed before

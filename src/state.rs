@@ -262,6 +262,8 @@ async fn apply(m: &sqlx::migrate::Migrator, pool: &Pool) -> anyhow::Result<()> {
         ignore_missing: true,
         locking: m.locking,
         no_tx: m.no_tx,
+        table_name: m.table_name.clone(),
+        create_schemas: m.create_schemas.clone(),
     };
     m.set_ignore_missing(true);
     match pool {
@@ -1108,28 +1110,32 @@ pub struct KeyExists;
 
 /// `COPY` of new checksums into `hlx.hlx_row_state` (PostgreSQL).
 async fn copy_checksums(tx: &mut Tx, id: i64, rows: &[StateRow<'_>]) -> anyhow::Result<()> {
+    use crate::db::pgbin;
     let Tx::Pg(t) = tx else {
         anyhow::bail!("internal: COPY on a non-PostgreSQL province")
     };
-    let mut buf = Vec::with_capacity(rows.len() * 100);
-    let idt = id.to_string();
+    // Binary format (see `pgbin`): the checksum goes as its 32 bytes, not as
+    // hex for the server to decode.
+    let mut buf = Vec::with_capacity(rows.len() * 110 + 32);
+    buf.extend_from_slice(pgbin::HEADER);
+    let id = Value::Int(id);
+    let mut scratch = String::new();
     for r in rows {
-        buf.extend_from_slice(idt.as_bytes());
-        buf.push(b'\t');
-        crate::db::write::copy_escape(r.key, &mut buf);
-        buf.extend_from_slice(b"\t\\\\x");
-        let mut hex = [0u8; 64];
-        hex::encode_to_slice(r.checksum, &mut hex).map_err(|e| anyhow::anyhow!("internal: {e}"))?;
-        buf.extend_from_slice(&hex);
-        buf.extend_from_slice(if r.deleted { b"\tt\t" } else { b"\tf\t" });
+        buf.extend_from_slice(&5i16.to_be_bytes());
+        pgbin::push(&id, pgbin::Bin::Int8, &mut buf, &mut scratch);
+        pgbin::push_text(r.key, &mut buf);
+        pgbin::push_bytes(&r.checksum, &mut buf);
+        pgbin::push(&Value::Bool(r.deleted), pgbin::Bin::Bool, &mut buf, &mut scratch);
         match &r.wm {
-            Some(w) => crate::db::write::copy_escape(w, &mut buf),
-            None => buf.extend_from_slice(b"\\N"),
+            Some(w) => pgbin::push_text(w, &mut buf),
+            None => pgbin::push(&Value::Null, pgbin::Bin::Text, &mut buf, &mut scratch),
         }
-        buf.push(b'\n');
     }
+    buf.extend_from_slice(pgbin::TRAILER);
     let mut copy = t
-        .copy_in_raw("COPY hlx.hlx_row_state (mapping_id, row_key, checksum, deleted, source_wm) FROM STDIN")
+        .copy_in_raw(
+            "COPY hlx.hlx_row_state (mapping_id, row_key, checksum, deleted, source_wm) FROM STDIN WITH (FORMAT binary)",
+        )
         .await?;
     if let Err(e) = copy.send(buf).await {
         let _ = copy.abort("hlx: send failed").await;

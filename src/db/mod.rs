@@ -13,6 +13,7 @@
 //! * [`sql`] runs hlx's own statements with a small argument type.
 
 pub mod catalog;
+pub mod pgbin;
 pub mod read;
 pub mod sql;
 pub mod write;
@@ -81,6 +82,17 @@ impl Tx {
         Ok(())
     }
 
+    /// Rolls back now (dropping a transaction rolls it back only once its
+    /// connection is used again).
+    pub async fn rollback(self) -> anyhow::Result<()> {
+        match self {
+            Tx::Pg(t) => t.rollback().await?,
+            Tx::My(t) => t.rollback().await?,
+            Tx::Lite(t) => t.rollback().await?,
+        }
+        Ok(())
+    }
+
     pub fn engine(&self) -> Engine {
         match self {
             Tx::Pg(_) => Engine::Postgres,
@@ -141,9 +153,9 @@ impl Pool {
                             // MariaDB and MySQL name the statement timeout differently;
                             // set whichever this server has.
                             let maria = format!("SET SESSION max_statement_time = {secs}");
-                            if conn.execute(maria.as_str()).await.is_err() {
+                            if conn.execute(sqlx::AssertSqlSafe(maria)).await.is_err() {
                                 let my = format!("SET SESSION max_execution_time = {}", (secs * 1000.0) as u64);
-                                let _ = conn.execute(my.as_str()).await;
+                                let _ = conn.execute(sqlx::AssertSqlSafe(my)).await;
                             }
                             conn.execute("SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES')")
                                 .await?;

@@ -26,6 +26,7 @@ use crate::mapping::Mapping;
 use crate::value::Value;
 use anyhow::Context as _;
 use chrono::{FixedOffset, NaiveDate, NaiveDateTime};
+use futures::TryStreamExt as _;
 use sqlx::Row as _;
 use sqlx::ValueRef as _;
 
@@ -392,23 +393,33 @@ impl Reader {
         match &self.pool {
             Pool::Pg(p) => {
                 let sql = super::sql::placeholders(sql);
-                let mut q = sqlx::query(&sql);
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for a in args {
                     q = q.bind(pg_text(a));
                 }
-                let rows = q.fetch_all(p).await?;
-                rows.iter().map(|r| decode_pg(r, decs)).collect()
+                // Decoded as they arrive: a batch's wire rows are not held
+                // beside its values.
+                let mut rows = q.fetch(p);
+                let mut out = Vec::new();
+                while let Some(r) = rows.try_next().await? {
+                    out.push(decode_pg(&r, decs)?);
+                }
+                Ok(out)
             }
             Pool::My(p) => {
-                let mut q = sqlx::query(sql);
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for a in args {
                     q = bind_my(q, a);
                 }
-                let rows = q.fetch_all(p).await?;
-                rows.iter().map(|r| decode_my(r, decs)).collect()
+                let mut rows = q.fetch(p);
+                let mut out = Vec::new();
+                while let Some(r) = rows.try_next().await? {
+                    out.push(decode_my(&r, decs)?);
+                }
+                Ok(out)
             }
             Pool::Lite(p) => {
-                let mut q = sqlx::query(sql);
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for a in args {
                     q = bind_lite(q, a);
                 }
@@ -657,7 +668,7 @@ pub fn pg_text(v: &Value) -> Option<String> {
 }
 
 type MyQuery<'q> = sqlx::query::Query<'q, sqlx::MySql, sqlx::mysql::MySqlArguments>;
-type LiteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+type LiteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
 
 pub fn bind_my<'q>(q: MyQuery<'q>, v: &Value) -> MyQuery<'q> {
     match v {

@@ -138,7 +138,8 @@ impl DbRow {
 macro_rules! run_on {
     ($exec:expr, $engine_sql:expr, $args:expr, $method:ident, $wrap:expr) => {{
         let sql_text: String = $engine_sql;
-        let q = bind_args!(sqlx::query(&sql_text), $args);
+        // Built from validated, quoted identifiers and placeholders (crate::ident).
+        let q = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql_text)), $args);
         $wrap(q.$method($exec).await?)
     }};
 }

@@ -13,6 +13,7 @@
 //! message, to be quarantined; the rest of the batch lands.
 
 use super::catalog::{self, Kind};
+use super::pgbin::{self, Bin};
 use super::read::{bind_lite, bind_my, pg_text};
 use super::{Engine, Pool, Tx};
 use crate::ident::Ident;
@@ -29,6 +30,8 @@ struct TgtCol {
     sql_type: String,
     /// False for an insert-only field: set when the row is new, never updated.
     update: bool,
+    /// PostgreSQL: the column's binary `COPY` form, if hlx writes its type.
+    bin: Option<Bin>,
 }
 
 /// Writes one mapping's target table.
@@ -60,6 +63,7 @@ impl Writer {
                     kind: c.kind,
                     sql_type: c.sql_type.clone(),
                     update: !f.insert_only,
+                    bin: (engine == Engine::Postgres).then(|| Bin::of(&c.udt)).flatten(),
                 }),
                 Err(e) => problems.push(e),
             }
@@ -73,6 +77,7 @@ impl Writer {
                         kind: c.kind,
                         sql_type: c.sql_type.clone(),
                         update: true,
+                        bin: None,
                     },
                     value.clone(),
                 )),
@@ -265,7 +270,7 @@ impl Writer {
                     keys.join(", ")
                 ));
                 for r in rows {
-                    let mut q = sqlx::query(&sql);
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
                     for (v, c) in r.iter().zip(&self.cols) {
                         q = q.bind(pg_text(&self.adapt(v, c.kind)));
                     }
@@ -290,7 +295,7 @@ impl Writer {
                         self.table,
                         vec![one; chunk.len()].join(", ")
                     );
-                    let mut q = sqlx::query(&sql);
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
                     for r in chunk {
                         for (v, c) in r.iter().zip(&self.cols) {
                             q = bind_my(q, &self.adapt_my(v, c.kind));
@@ -321,7 +326,7 @@ impl Writer {
                         vec![one; chunk.len()].join(", "),
                         keys.join(", ")
                     );
-                    let mut q = sqlx::query(&sql);
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
                     for r in chunk {
                         for (v, c) in r.iter().zip(&self.cols) {
                             q = bind_lite(q, &lite_text(&self.adapt(v, c.kind)));
@@ -343,25 +348,56 @@ impl Writer {
         }
     }
 
-    /// `COPY … FROM STDIN` of the rows, in text format. The rows are encoded
+    /// `COPY … FROM STDIN` of the rows, in binary format where every column and
+    /// value allows it ([`pgbin`]), else in text format. The rows are encoded
     /// and sent a slice at a time, so the server parses one slice while the
     /// next is encoded, and one huge batch never becomes one huge message.
     async fn pg_copy(&self, tx: &mut Tx, rows: &[&[Value]], into: &str) -> anyhow::Result<()> {
         let Tx::Pg(t) = tx else {
             anyhow::bail!("internal: COPY on a non-PostgreSQL target")
         };
-        let sql = format!("COPY {into} ({}) FROM STDIN", self.col_list());
+        // Binary where it provably lands the same rows (see `pgbin`).
+        let bins: Option<Vec<Bin>> = self.cols.iter().map(|c| c.bin).collect();
+        let bins = bins.filter(|b| {
+            rows.iter().all(|r| {
+                r.iter()
+                    .zip(&self.cols)
+                    .zip(b)
+                    .all(|((v, c), &b)| pgbin::fits(&self.adapt(v, c.kind), b))
+            })
+        });
+        let sql = match bins {
+            Some(_) => format!("COPY {into} ({}) FROM STDIN WITH (FORMAT binary)", self.col_list()),
+            None => format!("COPY {into} ({}) FROM STDIN", self.col_list()),
+        };
         let mut copy = t.copy_in_raw(&sql).await?;
         let mut buf = Vec::with_capacity(COPY_SLICE + (64 << 10));
         let mut scratch = String::new();
+        if bins.is_some() {
+            buf.extend_from_slice(pgbin::HEADER);
+        }
+        let fields = i16::try_from(self.cols.len()).unwrap_or(i16::MAX).to_be_bytes();
         for (n, r) in rows.iter().enumerate() {
-            for (i, (v, c)) in r.iter().zip(&self.cols).enumerate() {
-                if i > 0 {
-                    buf.push(b'\t');
+            match &bins {
+                Some(bins) => {
+                    buf.extend_from_slice(&fields);
+                    for ((v, c), &b) in r.iter().zip(&self.cols).zip(bins) {
+                        pgbin::push(&self.adapt(v, c.kind), b, &mut buf, &mut scratch);
+                    }
                 }
-                push_copy_text(&self.adapt(v, c.kind), &mut buf, &mut scratch);
+                None => {
+                    for (i, (v, c)) in r.iter().zip(&self.cols).enumerate() {
+                        if i > 0 {
+                            buf.push(b'\t');
+                        }
+                        push_copy_text(&self.adapt(v, c.kind), &mut buf, &mut scratch);
+                    }
+                    buf.push(b'\n');
+                }
             }
-            buf.push(b'\n');
+            if n + 1 == rows.len() && bins.is_some() {
+                buf.extend_from_slice(pgbin::TRAILER);
+            }
             if buf.len() >= COPY_SLICE || n + 1 == rows.len() {
                 if let Err(e) = copy.send(buf.as_slice()).await {
                     let _ = copy.abort("hlx: send failed").await;
@@ -407,21 +443,21 @@ impl Writer {
             n += match tx {
                 Tx::Pg(t) => {
                     let sql = super::sql::placeholders(&sql);
-                    let mut q = sqlx::query(&sql);
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
                     for (v, c) in &args {
                         q = q.bind(pg_text(&self.adapt(v, c.kind)));
                     }
                     q.execute(&mut **t).await?.rows_affected()
                 }
                 Tx::My(t) => {
-                    let mut q = sqlx::query(&sql);
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
                     for (v, c) in &args {
                         q = bind_my(q, &self.adapt_my(v, c.kind));
                     }
                     q.execute(&mut **t).await?.rows_affected()
                 }
                 Tx::Lite(t) => {
-                    let mut q = sqlx::query(&sql);
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
                     for (v, c) in &args {
                         q = bind_lite(q, &lite_text(&self.adapt(v, c.kind)));
                     }

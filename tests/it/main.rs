@@ -16,5 +16,6 @@ mod reconcile;
 mod rejects;
 mod report;
 mod schema;
+mod staged;
 mod twoway;
 mod types;
