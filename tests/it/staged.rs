@@ -86,7 +86,9 @@ async fn logged_batches(q: &TestDb) -> Vec<(String, i64)> {
     .collect()
 }
 
-async fn the_next_batch_is_written_while_the_one_before_waits_to_commit(p: Engine) {
+/// 2,000 rows in batches of 200 at a partner on `p`, a PostgreSQL province
+/// migrated, and its exchange log's head held.
+async fn ten_batches_and_the_log_head_held(p: Engine) -> (Setup, hotline_exchange::db::Tx) {
     let s = setup(p, Postgres, "batch_size = 200").await;
     let rows: Vec<Row> = (0..2000)
         .map(|i| row(i, Some(&ts("2024-03-01 08:00:00", i as i64 * 1000))))
@@ -94,6 +96,11 @@ async fn the_next_batch_is_written_while_the_one_before_waits_to_commit(p: Engin
     insert(&s.partner, &rows).await;
     migrate(&s).await;
     let held = hold_log_head(&s.province).await;
+    (s, held)
+}
+
+async fn the_next_batch_is_written_while_the_one_before_waits_to_commit(p: Engine) {
+    let (s, held) = ten_batches_and_the_log_head_held(p).await;
     let cfg = s.config();
     let watch = async {
         // The first batch waits for the log's head; the second is written beside it.
@@ -208,13 +215,7 @@ async fn rows_of_two_batches_in_flight_that_collide_on_a_unique_index_land_in_re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_connection_of_either_batch_in_flight_loses_nothing() {
     for victim in ["waiting to commit", "staged after it"] {
-        let s = setup(MySql, Postgres, "batch_size = 200").await;
-        let rows: Vec<Row> = (0..2000)
-            .map(|i| row(i, Some(&ts("2024-03-01 08:00:00", i as i64 * 1000))))
-            .collect();
-        insert(&s.partner, &rows).await;
-        migrate(&s).await;
-        let held = hold_log_head(&s.province).await;
+        let (s, held) = ten_batches_and_the_log_head_held(MySql).await;
         let cfg = s.config();
         let kill = async {
             let w = wait_for_writers(&s.province).await;
