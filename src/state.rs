@@ -1118,17 +1118,16 @@ async fn copy_checksums(tx: &mut Tx, id: i64, rows: &[StateRow<'_>]) -> anyhow::
     // hex for the server to decode.
     let mut buf = Vec::with_capacity(rows.len() * 110 + 32);
     buf.extend_from_slice(pgbin::HEADER);
-    let id = Value::Int(id);
-    let mut scratch = String::new();
+    let id = id.to_be_bytes();
     for r in rows {
         buf.extend_from_slice(&5i16.to_be_bytes());
-        pgbin::push(&id, pgbin::Bin::Int8, &mut buf, &mut scratch);
+        pgbin::push_bytes(&id, &mut buf);
         pgbin::push_text(r.key, &mut buf);
         pgbin::push_bytes(&r.checksum, &mut buf);
-        pgbin::push(&Value::Bool(r.deleted), pgbin::Bin::Bool, &mut buf, &mut scratch);
+        pgbin::push_bytes(&[u8::from(r.deleted)], &mut buf);
         match &r.wm {
             Some(w) => pgbin::push_text(w, &mut buf),
-            None => pgbin::push(&Value::Null, pgbin::Bin::Text, &mut buf, &mut scratch),
+            None => pgbin::push_null(&mut buf),
         }
     }
     buf.extend_from_slice(pgbin::TRAILER);

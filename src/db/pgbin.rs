@@ -115,7 +115,7 @@ pub fn fits(v: &Value, b: Bin) -> bool {
 /// that [`fits`].
 pub fn push(v: &Value, b: Bin, out: &mut Vec<u8>, scratch: &mut String) {
     match (v, b) {
-        (Value::Null, _) => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        (Value::Null, _) => push_null(out),
         (_, Bin::Text) => put(out, text_form(v, scratch).as_bytes()),
         (Value::Int(i), Bin::Int2) => put(out, &(*i as i16).to_be_bytes()),
         (Value::Int(i), Bin::Int4) => put(out, &(*i as i32).to_be_bytes()),
@@ -128,8 +128,13 @@ pub fn push(v: &Value, b: Bin, out: &mut Vec<u8>, scratch: &mut String) {
         (Value::TimestampTz(t), Bin::TimestampTz) => put(out, &micros(&t.naive_utc()).to_be_bytes()),
         (Value::Bytes(x), Bin::Bytea) => put(out, x),
         // Not reached for a value that fits.
-        _ => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        _ => push_null(out),
     }
+}
+
+/// Appends a NULL field.
+pub fn push_null(out: &mut Vec<u8>) {
+    out.extend_from_slice(&(-1i32).to_be_bytes());
 }
 
 /// Appends a text field (of a text column).
@@ -156,8 +161,8 @@ fn micros(t: &NaiveDateTime) -> i64 {
 }
 
 /// The text a value has in a text column: what the text format of `COPY`
-/// sends for it, before escaping.
-fn text_form<'a>(v: &'a Value, scratch: &'a mut String) -> &'a str {
+/// sends for it, before escaping (`db::write` escapes it for text format).
+pub(crate) fn text_form<'a>(v: &'a Value, scratch: &'a mut String) -> &'a str {
     match v {
         Value::Text(s) | Value::Decimal(s) => s,
         Value::Bool(b) => {

@@ -494,24 +494,7 @@ const COPY_SLICE: usize = 256 << 10;
 fn push_copy_text(v: &Value, out: &mut Vec<u8>, scratch: &mut String) {
     match v {
         Value::Null => out.extend_from_slice(b"\\N"),
-        Value::Text(s) | Value::Decimal(s) => copy_escape(s, out),
-        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        // `\x…` with its backslash escaped for COPY.
-        Value::Bytes(b) => {
-            out.extend_from_slice(b"\\\\x");
-            out.extend_from_slice(hex::encode(b).as_bytes());
-        }
-        Value::Timestamp(t) => {
-            scratch.clear();
-            crate::value::push_naive(t, scratch);
-            out.extend_from_slice(scratch.as_bytes());
-        }
-        other => {
-            use std::fmt::Write as _;
-            scratch.clear();
-            let _ = write!(scratch, "{other}");
-            copy_escape(scratch, out);
-        }
+        v => copy_escape(pgbin::text_form(v, scratch), out),
     }
 }
 
@@ -615,6 +598,12 @@ pub fn is_data_error(e: &anyhow::Error) -> bool {
     // SQLSTATE (PostgreSQL, MySQL): 22 data exception, 23 integrity constraint.
     let code = d.code().map(|c| c.into_owned()).unwrap_or_default();
     code.starts_with("22") || code.starts_with("23")
+}
+
+/// A lock wait cut short by `lock_timeout` (55P03), or a deadlock
+/// PostgreSQL broke (40P01).
+pub(crate) fn is_lock_wait(e: &anyhow::Error) -> bool {
+    db_error(e).is_some_and(|d| matches!(d.code().as_deref(), Some("55P03" | "40P01")))
 }
 
 fn is_unique_violation(e: &anyhow::Error) -> bool {

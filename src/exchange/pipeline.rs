@@ -40,7 +40,7 @@
 //! this run's own, held by the batch in flight).
 
 use super::{content_digest, BatchCtx, Prepared, Run, RunError};
-use crate::db::write::Writer;
+use crate::db::write::{is_lock_wait, Writer};
 use crate::db::Tx;
 use crate::mapping::Mapped;
 use crate::state::{Counts, State, StateRow};
@@ -290,6 +290,32 @@ async fn stage(
     crate::db::sql::exec(&mut tx, LOCK_TIMEOUT, &[])
         .await
         .context("province")?;
+    let outcome = match copies(&writer, &state, id, watermark, &mut tx, &p).await? {
+        Err(why) => {
+            tx.rollback().await.context("province")?;
+            Outcome::Ordinary(why)
+        }
+        Ok(c) => {
+            // The tail waits on nobody of this run: the session's own lock timeout.
+            crate::db::sql::exec(&mut tx, "SET LOCAL lock_timeout TO DEFAULT", &[])
+                .await
+                .context("province")?;
+            Outcome::Ready { tx, c }
+        }
+    };
+    Ok(Staged { p, outcome })
+}
+
+/// The two `COPY`s of [`stage`]: the batch's counts, or why it must go the
+/// ordinary way.
+async fn copies(
+    writer: &Writer,
+    state: &State,
+    id: i64,
+    watermark: Option<usize>,
+    tx: &mut Tx,
+    p: &Prepared,
+) -> anyhow::Result<Result<Counts, Why>> {
     let rows: Vec<&[crate::value::Value]> = p
         .mapped
         .iter()
@@ -298,33 +324,12 @@ async fn stage(
             _ => None,
         })
         .collect();
-    let fallbacks = p
-        .mapped
-        .iter()
-        .filter(|(_, r)| matches!(r, Ok(Mapped::Row { fallbacks, .. }) if *fallbacks > 0))
-        .count() as u64;
-    let ordinary = |p, why| {
-        Ok(Staged {
-            p,
-            outcome: Outcome::Ordinary(why),
-        })
-    };
-    match writer.upsert(&mut tx, &rows, true).await {
+    match writer.upsert(tx, &rows, true).await {
         Ok(refused) if refused.is_empty() => {}
-        Ok(_) => {
-            drop(rows);
-            tx.rollback().await.context("province")?;
-            return ordinary(p, Why::Refused);
-        }
-        Err(e) if is_lock_wait(&e) => {
-            drop(rows);
-            tx.rollback().await.context("province")?;
-            return ordinary(p, Why::LockWait);
-        }
+        Ok(_) => return Ok(Err(Why::Refused)),
+        Err(e) if is_lock_wait(&e) => return Ok(Err(Why::LockWait)),
         Err(e) => return Err(e.context("province: writing the target")),
     }
-    let inserted = rows.len() as u64;
-    drop(rows);
     let saved: Vec<StateRow<'_>> = p
         .mapped
         .iter()
@@ -338,43 +343,23 @@ async fn stage(
             _ => None,
         })
         .collect();
-    let written = state.save_checksums_tx(&mut tx, id, &saved, true, true).await;
-    drop(saved);
-    match written {
+    match state.save_checksums_tx(tx, id, &saved, true, true).await {
         Ok(()) => {}
-        Err(e) if e.downcast_ref::<crate::state::KeyExists>().is_some() => {
-            tx.rollback().await.context("province")?;
-            return ordinary(p, Why::KeyExists);
-        }
-        Err(e) if is_lock_wait(&e) => {
-            tx.rollback().await.context("province")?;
-            return ordinary(p, Why::LockWait);
-        }
+        Err(e) if e.downcast_ref::<crate::state::KeyExists>().is_some() => return Ok(Err(Why::KeyExists)),
+        Err(e) if is_lock_wait(&e) => return Ok(Err(Why::LockWait)),
         Err(e) => return Err(e.context("province: checksums")),
     }
-    // The tail waits on nobody of this run: the session's own lock timeout.
-    crate::db::sql::exec(&mut tx, "SET LOCAL lock_timeout TO DEFAULT", &[])
-        .await
-        .context("province")?;
-    let c = Counts {
+    let fallbacks = p
+        .mapped
+        .iter()
+        .filter(|(_, r)| matches!(r, Ok(Mapped::Row { fallbacks, .. }) if *fallbacks > 0))
+        .count() as u64;
+    Ok(Ok(Counts {
         batches: 1,
         read: p.rows.len() as u64,
-        inserted,
+        inserted: rows.len() as u64,
         null_watermark: if p.null_phase { p.rows.len() as u64 } else { 0 },
         fallbacks,
         ..Counts::default()
-    };
-    Ok(Staged {
-        p,
-        outcome: Outcome::Ready { tx, c },
-    })
-}
-
-/// A lock wait cut short by `lock_timeout` (55P03), or a deadlock PostgreSQL
-/// broke (40P01).
-fn is_lock_wait(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| match c.downcast_ref::<sqlx::Error>() {
-        Some(sqlx::Error::Database(d)) => matches!(d.code().as_deref(), Some("55P03" | "40P01")),
-        _ => false,
-    })
+    }))
 }
