@@ -267,9 +267,9 @@ async fn apply(m: &sqlx::migrate::Migrator, pool: &Pool) -> anyhow::Result<()> {
     };
     m.set_ignore_missing(true);
     match pool {
-        Pool::Pg(p) => m.run(p).await?,
-        Pool::My(p) => m.run(p).await?,
-        Pool::Lite(p) => m.run(p).await?,
+        Pool::Pg(p) => crate::db::with_conn(p, async |c| Ok(m.run(c).await?)).await?,
+        Pool::My(p) => crate::db::with_conn(p, async |c| Ok(m.run(c).await?)).await?,
+        Pool::Lite(p) => crate::db::with_conn(p, async |c| Ok(m.run(c).await?)).await?,
     }
     Ok(())
 }

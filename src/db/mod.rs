@@ -67,28 +67,98 @@ pub enum Pool {
 
 /// A transaction on a [`Pool`].
 pub enum Tx {
-    Pg(sqlx::Transaction<'static, sqlx::Postgres>),
-    My(sqlx::Transaction<'static, sqlx::MySql>),
-    Lite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Pg(PoolTx<sqlx::Postgres>),
+    My(PoolTx<sqlx::MySql>),
+    Lite(PoolTx<sqlx::Sqlite>),
+}
+
+/// Runs `f` on one connection of `pool` and gives the connection back to
+/// the pool before returning, so that the next statement finds it idle.
+///
+/// sqlx gives a connection back in a spawned task that first pings the
+/// server; a statement issued meanwhile finds no idle connection and opens
+/// another. Over TLS that costs a handshake (about 90 ms to a local
+/// PostgreSQL with sqlx 0.9.0, which leaves Nagle's algorithm on:
+/// transact-rs/sqlx#4335), and a one-shot `hlx run` would open two or three
+/// connections where one does. On an error the connection goes back the
+/// usual way.
+pub(crate) async fn with_conn<DB: sqlx::Database, T>(
+    pool: &sqlx::Pool<DB>,
+    f: impl AsyncFnOnce(&mut DB::Connection) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut conn = pool.acquire().await?;
+    let out = f(&mut conn).await?;
+    conn.return_to_pool().await;
+    Ok(out)
+}
+
+/// A transaction on one pooled connection, which hands the connection
+/// back to the pool before [`commit`](Self::commit) or
+/// [`rollback`](Self::rollback) returns (see [`with_conn`] for why;
+/// `sqlx::Transaction` gives it back in a spawned task). Dropped while
+/// open, on an error path, it closes its connection instead of giving it
+/// back, and the server rolls the transaction back.
+pub struct PoolTx<DB: sqlx::Database> {
+    conn: sqlx::pool::PoolConnection<DB>,
+    open: bool,
+}
+
+impl<DB: sqlx::Database> PoolTx<DB>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    async fn begin(pool: &sqlx::Pool<DB>, begin: &'static str) -> anyhow::Result<PoolTx<DB>> {
+        let mut conn = pool.acquire().await?;
+        conn.execute(begin).await?;
+        Ok(PoolTx { conn, open: true })
+    }
+
+    async fn end(mut self, how: &'static str) -> anyhow::Result<()> {
+        self.conn.execute(how).await?;
+        self.open = false;
+        self.conn.return_to_pool().await;
+        Ok(())
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::Deref for PoolTx<DB> {
+    type Target = DB::Connection;
+    fn deref(&self) -> &DB::Connection {
+        &self.conn
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::DerefMut for PoolTx<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        &mut self.conn
+    }
+}
+
+impl<DB: sqlx::Database> Drop for PoolTx<DB> {
+    fn drop(&mut self) {
+        if self.open {
+            self.conn.close_on_drop();
+        }
+    }
 }
 
 impl Tx {
     pub async fn commit(self) -> anyhow::Result<()> {
         match self {
-            Tx::Pg(t) => t.commit().await?,
-            Tx::My(t) => t.commit().await?,
-            Tx::Lite(t) => t.commit().await?,
+            Tx::Pg(t) => t.end("COMMIT").await?,
+            Tx::My(t) => t.end("COMMIT").await?,
+            Tx::Lite(t) => t.end("COMMIT").await?,
         }
         Ok(())
     }
 
-    /// Rolls back now (dropping a transaction rolls it back only once its
-    /// connection is used again).
+    /// Rolls back now and keeps the connection (dropping an open
+    /// transaction closes its connection).
     pub async fn rollback(self) -> anyhow::Result<()> {
         match self {
-            Tx::Pg(t) => t.rollback().await?,
-            Tx::My(t) => t.rollback().await?,
-            Tx::Lite(t) => t.rollback().await?,
+            Tx::Pg(t) => t.end("ROLLBACK").await?,
+            Tx::My(t) => t.end("ROLLBACK").await?,
+            Tx::Lite(t) => t.end("ROLLBACK").await?,
         }
         Ok(())
     }
@@ -193,12 +263,12 @@ impl Pool {
 
     pub async fn begin(&self) -> anyhow::Result<Tx> {
         Ok(match self {
-            Pool::Pg(p) => Tx::Pg(p.begin().await?),
-            Pool::My(p) => Tx::My(p.begin().await?),
+            Pool::Pg(p) => Tx::Pg(PoolTx::begin(p, "BEGIN").await?),
+            Pool::My(p) => Tx::My(PoolTx::begin(p, "BEGIN").await?),
             // IMMEDIATE takes the write lock up front: a deferred transaction
             // that later writes can fail with SQLITE_BUSY_SNAPSHOT, which no
             // busy timeout resolves.
-            Pool::Lite(p) => Tx::Lite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Pool::Lite(p) => Tx::Lite(PoolTx::begin(p, "BEGIN IMMEDIATE").await?),
         })
     }
 

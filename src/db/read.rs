@@ -399,31 +399,37 @@ impl Reader {
                 }
                 // Decoded as they arrive: a batch's wire rows are not held
                 // beside its values.
-                let mut rows = q.fetch(p);
-                let mut out = Vec::new();
-                while let Some(r) = rows.try_next().await? {
-                    out.push(decode_pg(&r, decs)?);
-                }
-                Ok(out)
+                super::with_conn(p, async |c| {
+                    let mut rows = q.fetch(c);
+                    let mut out = Vec::new();
+                    while let Some(r) = rows.try_next().await? {
+                        out.push(decode_pg(&r, decs)?);
+                    }
+                    Ok(out)
+                })
+                .await
             }
             Pool::My(p) => {
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for a in args {
                     q = bind_my(q, a);
                 }
-                let mut rows = q.fetch(p);
-                let mut out = Vec::new();
-                while let Some(r) = rows.try_next().await? {
-                    out.push(decode_my(&r, decs)?);
-                }
-                Ok(out)
+                super::with_conn(p, async |c| {
+                    let mut rows = q.fetch(c);
+                    let mut out = Vec::new();
+                    while let Some(r) = rows.try_next().await? {
+                        out.push(decode_my(&r, decs)?);
+                    }
+                    Ok(out)
+                })
+                .await
             }
             Pool::Lite(p) => {
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for a in args {
                     q = bind_lite(q, a);
                 }
-                let rows = q.fetch_all(p).await?;
+                let rows = super::with_conn(p, async |c| Ok(q.fetch_all(c).await?)).await?;
                 rows.iter().map(decode_lite).collect()
             }
         }

@@ -191,42 +191,77 @@ pub async fn fetch(tx: &mut Tx, sql: &str, args: &[Arg]) -> anyhow::Result<Vec<D
 
 /// Executes a statement on the pool (autocommit).
 pub async fn exec_pool(pool: &Pool, sql: &str, args: &[Arg]) -> anyhow::Result<u64> {
-    Ok(match pool {
-        Pool::Pg(p) => run_on!(
-            p,
-            placeholders(sql),
-            args,
-            execute,
-            |r: sqlx::postgres::PgQueryResult| r.rows_affected()
-        ),
-        Pool::My(p) => run_on!(p, sql.to_string(), args, execute, |r: sqlx::mysql::MySqlQueryResult| r
-            .rows_affected()),
-        Pool::Lite(p) => run_on!(
-            p,
-            sql.to_string(),
-            args,
-            execute,
-            |r: sqlx::sqlite::SqliteQueryResult| r.rows_affected()
-        ),
-    })
+    match pool {
+        Pool::Pg(p) => {
+            super::with_conn(p, async |c| {
+                Ok(run_on!(
+                    c,
+                    placeholders(sql),
+                    args,
+                    execute,
+                    |r: sqlx::postgres::PgQueryResult| r.rows_affected()
+                ))
+            })
+            .await
+        }
+        Pool::My(p) => {
+            super::with_conn(p, async |c| {
+                Ok(run_on!(
+                    c,
+                    sql.to_string(),
+                    args,
+                    execute,
+                    |r: sqlx::mysql::MySqlQueryResult| r.rows_affected()
+                ))
+            })
+            .await
+        }
+        Pool::Lite(p) => {
+            super::with_conn(p, async |c| {
+                Ok(run_on!(
+                    c,
+                    sql.to_string(),
+                    args,
+                    execute,
+                    |r: sqlx::sqlite::SqliteQueryResult| r.rows_affected()
+                ))
+            })
+            .await
+        }
+    }
 }
 
 /// Fetches rows on the pool.
 pub async fn fetch_pool(pool: &Pool, sql: &str, args: &[Arg]) -> anyhow::Result<Vec<DbRow>> {
-    Ok(match pool {
-        Pool::Pg(p) => run_on!(p, placeholders(sql), args, fetch_all, |v: Vec<_>| v
-            .into_iter()
-            .map(DbRow::Pg)
-            .collect()),
-        Pool::My(p) => run_on!(p, sql.to_string(), args, fetch_all, |v: Vec<_>| v
-            .into_iter()
-            .map(DbRow::My)
-            .collect()),
-        Pool::Lite(p) => run_on!(p, sql.to_string(), args, fetch_all, |v: Vec<_>| v
-            .into_iter()
-            .map(DbRow::Lite)
-            .collect()),
-    })
+    match pool {
+        Pool::Pg(p) => {
+            super::with_conn(p, async |c| {
+                Ok(run_on!(c, placeholders(sql), args, fetch_all, |v: Vec<_>| v
+                    .into_iter()
+                    .map(DbRow::Pg)
+                    .collect()))
+            })
+            .await
+        }
+        Pool::My(p) => {
+            super::with_conn(p, async |c| {
+                Ok(run_on!(c, sql.to_string(), args, fetch_all, |v: Vec<_>| v
+                    .into_iter()
+                    .map(DbRow::My)
+                    .collect()))
+            })
+            .await
+        }
+        Pool::Lite(p) => {
+            super::with_conn(p, async |c| {
+                Ok(run_on!(c, sql.to_string(), args, fetch_all, |v: Vec<_>| v
+                    .into_iter()
+                    .map(DbRow::Lite)
+                    .collect()))
+            })
+            .await
+        }
+    }
 }
 
 #[cfg(test)]

@@ -128,8 +128,7 @@ impl Writer {
                 .await
                 .with_context(|| format!("hlx needs the {right} right on {t}"))?;
         }
-        drop(tx);
-        Ok(())
+        tx.rollback().await
     }
 
     /// Converts a value to what the target column holds: naive times become
