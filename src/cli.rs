@@ -273,7 +273,16 @@ async fn dispatch(cli: Cli) -> i32 {
                     return EXIT_USAGE;
                 }
             }
-            let ex = match Exchange::open(cfg.clone(), true).await {
+            let to_run: Vec<String> = if mappings.is_empty() {
+                cfg.mappings
+                    .iter()
+                    .filter(|m| m.enabled)
+                    .map(|m| m.name.clone())
+                    .collect()
+            } else {
+                mappings.clone()
+            };
+            let ex = match Exchange::open_for(cfg.clone(), true, &to_run).await {
                 Ok(e) => e,
                 Err(e) => {
                     eprintln!("hlx: {e:#}");
@@ -409,13 +418,7 @@ async fn check(cfg: &Arc<Config>, offline: bool, format: Format) -> i32 {
         match crate::db::Pool::connect(&cfg.province, true).await {
             Err(e) => problems.push(format!("province: {e:#}")),
             Ok(province) => {
-                let ex = Exchange {
-                    config: cfg.clone(),
-                    state: State::new(province.clone()),
-                    province: province.clone(),
-                    partners: Default::default(),
-                    owner: String::new(),
-                };
+                let ex = Exchange::with_province(cfg.clone(), province.clone());
                 for m in &cfg.mappings {
                     let r = check_mapping(&ex, m).await;
                     match r {

@@ -30,7 +30,6 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::Mutex;
 
 mod pipeline;
 
@@ -79,9 +78,19 @@ pub struct Exchange {
     pub config: Arc<Config>,
     pub province: Pool,
     pub state: State,
-    pub(crate) partners: Mutex<HashMap<String, Pool>>,
+    /// Partner pools by name, each connected once on first use.
+    partners: std::sync::Mutex<HashMap<String, Arc<PartnerSlot>>>,
     /// `host:pid:nonce`, the lease owner.
     pub owner: String,
+}
+
+/// One partner's pool: connected once, by whichever run asks first, or
+/// by [`Exchange::open_for`] ahead of the runs.
+#[derive(Default)]
+struct PartnerSlot {
+    pool: tokio::sync::OnceCell<Pool>,
+    /// A connection attempt started ahead; the first run to ask takes it.
+    early: std::sync::Mutex<Option<tokio::task::JoinHandle<anyhow::Result<Pool>>>>,
 }
 
 const LEASE_TTL_SECS: i64 = 300;
@@ -90,11 +99,37 @@ impl Exchange {
     /// Connects to the province and migrates hlx's state (and, unless
     /// `state_only`, the default provincial schema).
     pub async fn open(config: Arc<Config>, migrate: bool) -> anyhow::Result<Exchange> {
+        Exchange::open_for(config, migrate, &[]).await
+    }
+
+    /// As [`open`](Self::open), and connects meanwhile to the partners of
+    /// `mappings` (names of configured mappings), so that a one-shot run
+    /// waits for one connection set-up instead of one after another. A
+    /// partner that cannot be reached fails its mappings when they ask for
+    /// it, as if it had been asked then.
+    pub async fn open_for(config: Arc<Config>, migrate: bool, mappings: &[String]) -> anyhow::Result<Exchange> {
+        let mut early: HashMap<String, Arc<PartnerSlot>> = HashMap::new();
+        for name in mappings {
+            let Some(m) = config.mapping(name) else { continue };
+            if early.contains_key(&m.partner) {
+                continue;
+            }
+            let Some(partner) = config.partner(&m.partner) else {
+                continue;
+            };
+            let slot = PartnerSlot::default();
+            let endpoint = partner.endpoint.clone();
+            let connect = tokio::spawn(async move { Pool::connect(&endpoint, false).await });
+            *slot.early.lock().unwrap_or_else(|e| e.into_inner()) = Some(connect);
+            early.insert(m.partner.clone(), Arc::new(slot));
+        }
         let province = Pool::connect(&config.province, true).await.context("province")?;
         if migrate {
             State::new(province.clone()).migrate(config.existing_schema).await?;
         }
-        Ok(Exchange::with_province(config, province))
+        let ex = Exchange::with_province(config, province);
+        *ex.partners.lock().unwrap_or_else(|e| e.into_inner()) = early;
+        Ok(ex)
     }
 
     /// An exchange over an open (and migrated) provincial pool: the daemon
@@ -105,31 +140,44 @@ impl Exchange {
             config,
             state: State::new(province.clone()),
             province,
-            partners: Mutex::new(HashMap::new()),
+            partners: std::sync::Mutex::new(HashMap::new()),
             owner: format!("{}:{}:{nonce:08x}", crate::state::hostname(), std::process::id()),
         }
     }
 
-    /// The partner's pool, connecting on first use.
+    /// The partner's pool, connecting on first use. Mappings of one partner
+    /// that ask at once share one connection attempt; mappings of different
+    /// partners do not wait for each other.
     pub async fn partner_pool(&self, name: &str) -> anyhow::Result<Pool> {
-        let mut g = self.partners.lock().await;
-        if let Some(p) = g.get(name) {
-            return Ok(p.clone());
-        }
         let partner = self
             .config
             .partner(name)
             .with_context(|| format!("partner `{name}` is not configured"))?;
-        let pool = Pool::connect(&partner.endpoint, false)
+        let slot = self
+            .partners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_string())
+            .or_default()
+            .clone();
+        let pool = slot
+            .pool
+            .get_or_try_init(|| async {
+                let early = slot.early.lock().unwrap_or_else(|e| e.into_inner()).take();
+                match early {
+                    Some(connect) => connect.await.context("connecting")?,
+                    None => Pool::connect(&partner.endpoint, false).await,
+                }
+            })
             .await
             .with_context(|| format!("partner {name}"))?;
-        g.insert(name.to_string(), pool.clone());
-        Ok(pool)
+        Ok(pool.clone())
     }
 
     /// Drops a partner's pool (after a connection failure), so the next run reconnects.
     pub async fn forget_partner(&self, name: &str) {
-        if let Some(p) = self.partners.lock().await.remove(name) {
+        let slot = self.partners.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+        if let Some(p) = slot.as_ref().and_then(|s| s.pool.get()) {
             p.close().await;
         }
     }
@@ -322,6 +370,7 @@ impl Exchange {
             resolved: 0,
             window: None,
             seal: None,
+            seal_holds: false,
         };
         let result = match work {
             Work::Exchange(shutdown) => run.go(shutdown).await,
@@ -479,6 +528,9 @@ struct Run<'a> {
     window: Option<crate::window::Window>,
     /// The seal stored with the position this run started from.
     seal: Option<String>,
+    /// The probe found the window as sealed, and nothing was committed
+    /// since: the stored seal still holds, and is not taken again.
+    seal_holds: bool,
 }
 
 /// A batch read from the source.
@@ -816,6 +868,9 @@ impl Run<'_> {
         let (Some(w), Some(p)) = (&self.window, &self.position) else {
             return;
         };
+        if self.seal_holds {
+            return;
+        }
         let lo = minus(&p.wm, self.m.lookback.chrono());
         let Some(seal) = w.seal(&lo, &p.wm) else { return };
         match self.ex.state.seal_window(self.id, p, &seal).await {
@@ -937,10 +992,21 @@ impl Run<'_> {
     ) -> Result<Option<bool>, RunError> {
         let m = self.m;
         let mut after: Option<Position> = None;
+        // A sealed window fitted in one page last time: first ask for it
+        // unsorted, in order only if it has grown past a page.
+        let mut ordered = self.seal.is_none();
         loop {
-            let probed = within(self.partner_deadline(), reader.probe_window(lo, hi, after.as_ref()))
-                .await
-                .with_context(|| format!("partner {}", m.partner))?;
+            let probed = within(
+                self.partner_deadline(),
+                reader.probe_window(lo, hi, after.as_ref(), ordered),
+            )
+            .await
+            .with_context(|| format!("partner {}", m.partner))?;
+            if !ordered && probed.len() >= reader.probe_size() {
+                ordered = true;
+                continue;
+            }
+            ordered = true;
             let Some((k, w)) = probed.last() else { return Ok(None) };
             let first_page = after.is_none();
             after = Some(Position {
@@ -962,9 +1028,10 @@ impl Run<'_> {
                         .zip(wm_texts.iter().map(String::as_str))
                         .collect();
                     if crate::window::seal(lo, hi, pairs) == *stored {
-                        for (t, (_, w)) in texts.iter().zip(&probed) {
-                            window.confirm(t, w);
+                        for ((t, (_, w)), wt) in texts.into_iter().zip(&probed).zip(wm_texts) {
+                            window.confirm_text(t, w, wt);
                         }
+                        self.seal_holds = true;
                         tracing::debug!(probed = probed.len(), "look-back window unchanged since sealed");
                         return Ok(None);
                     }
@@ -1018,6 +1085,7 @@ impl Run<'_> {
     /// mapped is now the version its row state records, unless a row was
     /// rejected (`clean` false) or a key came twice; the position moved.
     fn note_committed(&mut self, p: &Prepared, clean: bool, moved: Option<&Position>) {
+        self.seal_holds = false;
         if let (Some(window), Some(w)) = (&mut self.window, self.m.source.watermark) {
             if !clean || p.duplicates > 0 {
                 window.spoil();
@@ -1815,19 +1883,19 @@ type Failed = (Vec<Value>, String, String);
 pub(crate) async fn ends(ex: &Exchange, m: &Mapping) -> anyhow::Result<(Reader, Writer, Option<Pool>)> {
     let partner = ex.partner_pool(&m.partner).await?;
     let province = ex.province.clone();
+    // The two catalogs are read at once: two round trips, one wait.
     if m.direction == Direction::Push {
-        let reader = Reader::new(province, m).await.context("province (the push's source)")?;
-        let writer = Writer::new(&partner, m, m.partner_zone)
-            .await
-            .with_context(|| format!("partner {} (the push's target)", m.partner))?;
+        let (reader, writer) = tokio::join!(Reader::new(province, m), Writer::new(&partner, m, m.partner_zone));
+        let reader = reader.context("province (the push's source)")?;
+        let writer = writer.with_context(|| format!("partner {} (the push's target)", m.partner))?;
         Ok((reader, writer, Some(partner)))
     } else {
-        let reader = Reader::new(partner, m)
-            .await
-            .with_context(|| format!("partner {}", m.partner))?;
-        let writer = Writer::new(&province, m, ex.config.defaults.timezone)
-            .await
-            .context("province")?;
+        let (reader, writer) = tokio::join!(
+            Reader::new(partner, m),
+            Writer::new(&province, m, ex.config.defaults.timezone)
+        );
+        let reader = reader.with_context(|| format!("partner {}", m.partner))?;
+        let writer = writer.context("province")?;
         Ok((reader, writer, None))
     }
 }

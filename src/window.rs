@@ -64,11 +64,25 @@ impl Window {
     /// watermark). Cheap for a row that cannot be in the final window: a
     /// first load passes every row here.
     pub fn confirm(&mut self, key: &str, wm: &Value) {
-        if self.spoiled || self.floor.as_ref().is_some_and(|f| cmp(wm, f) == Some(Ordering::Less)) {
-            return;
+        if self.takes(wm) {
+            self.insert(key.to_string(), wm, crate::state::wm_text(wm));
         }
-        self.pairs
-            .insert(key.to_string(), (wm.clone(), crate::state::wm_text(wm)));
+    }
+
+    /// [`confirm`](Self::confirm) with the texts of the key and of the
+    /// watermark ([`crate::state::wm_text`]) at hand.
+    pub fn confirm_text(&mut self, key: String, wm: &Value, wm_text: String) {
+        if self.takes(wm) {
+            self.insert(key, wm, wm_text);
+        }
+    }
+
+    fn takes(&self, wm: &Value) -> bool {
+        !self.spoiled && self.floor.as_ref().is_none_or(|f| cmp(wm, f) != Some(Ordering::Less))
+    }
+
+    fn insert(&mut self, key: String, wm: &Value, wm_text: String) {
+        self.pairs.insert(key, (wm.clone(), wm_text));
         if self.pairs.len() > 2 * self.cap {
             self.prune();
         }

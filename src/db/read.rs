@@ -458,11 +458,18 @@ impl Reader {
     /// with an index on the watermark alone (the usual partner index), a
     /// read from inside a large tie group would make the database fetch and
     /// sort the whole group on every poll just to find nothing after it.
+    ///
+    /// `ordered` false (only without `after`) asks for the pairs in no
+    /// order: when fewer than a page come back, that is the whole window, at
+    /// the cost of no sort (from an index on the watermark alone, the
+    /// database would sort every tie group by key); a full page means the
+    /// window is larger, and the caller asks again in order.
     pub async fn probe_window(
         &self,
         lo: &Value,
         hi: &Value,
         after: Option<&crate::state::Position>,
+        ordered: bool,
     ) -> anyhow::Result<Vec<(Vec<Value>, Value)>> {
         let w = self.watermark.context("probe without a watermark")?;
         let wq = self.cols[w].quoted.clone();
@@ -486,12 +493,16 @@ impl Reader {
         let mut decs: Vec<Dec> = self.key.iter().map(|&k| self.decs[k]).collect();
         decs.push(self.decs[w]);
         let keys: Vec<String> = self.key.iter().map(|&k| self.cols[k].quoted.clone()).collect();
+        let order = if ordered || after.is_some() {
+            format!(" ORDER BY {wq}, {}", keys.join(", "))
+        } else {
+            String::new()
+        };
         let sql = format!(
-            "SELECT {} FROM {} WHERE {} ORDER BY {wq}, {} LIMIT {}",
+            "SELECT {} FROM {} WHERE {}{order} LIMIT {}",
             select.join(", "),
             self.table,
             conds.join(" AND "),
-            keys.join(", "),
             self.probe_size()
         );
         let t0 = std::time::Instant::now();

@@ -523,6 +523,31 @@ async fn the_lookback_window_is_probed_and_only_unseen_versions_are_read(p: Engi
     assert_eq!(s.target_keys().await, s.source_keys("1=1").await);
 }
 
+engines!(a_sealed_window_that_grows_past_one_probe_page_is_read_in_pages);
+async fn a_sealed_window_that_grows_past_one_probe_page_is_read_in_pages(p: Engine, q: Engine) {
+    // A sealed window is first probed unsorted (it fitted in one page of
+    // 10,000 pairs when sealed). Late commits that make it larger than a
+    // page must still all be read, once: the probe asks again in order and
+    // pages through the window.
+    let s = setup(p, q, "batch_size = 500\nlookback = \"10m\"").await;
+    let rows: Vec<Row> = (0..50).map(|i| row(i, Some(&ts(T0, i as i64 * 1_000_000)))).collect();
+    insert(&s.partner, &rows).await;
+    assert_eq!(s.run().await.counts.inserted, 50);
+    assert_eq!(s.run().await.counts.read, if p == Sqlite { 50 } else { 0 });
+    // 10,500 rows stamped inside the window, before the position, many on
+    // one watermark value: committed after the run that sealed it.
+    let late: Vec<Row> = (1000..11_500)
+        .map(|i| row(i, Some(&ts(T0, 10_000_000 + (i as i64 % 7) * 1_000_000))))
+        .collect();
+    insert(&s.partner, &late).await;
+    let o = s.run().await;
+    assert_eq!(o.status, Status::Ok, "{:?}", o.error);
+    assert_eq!((o.counts.inserted, o.counts.updated), (10_500, 0), "{:?}", o.counts);
+    assert_eq!(s.target_keys().await, s.source_keys("1=1").await);
+    let idle = s.run().await;
+    assert_eq!((idle.counts.inserted, idle.counts.updated), (0, 0), "{:?}", idle.counts);
+}
+
 engines!(a_sealed_lookback_window_still_lets_late_rows_and_rejections_through);
 async fn a_sealed_lookback_window_still_lets_late_rows_and_rejections_through(p: Engine, q: Engine) {
     // An idle poll whose probe finds the window as it was sealed skips the
