@@ -23,3 +23,88 @@ fn no_transparent_huge_pages() {
         libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
 }
+
+/// `TCP_NODELAY` on every TCP connection the `hlx` binary opens.
+///
+/// sqlx 0.9.0 no longer sets `TCP_NODELAY` on its sockets, as 0.8 did
+/// (transact-rs/sqlx#4335; the fix, #4336, is merged but not in a release
+/// yet). Without it, Nagle's algorithm holds the second of two small writes
+/// until the server's delayed ACK, about 40 ms: a TLS handshake with
+/// PostgreSQL writes two records back to back twice, so every new
+/// connection waited about 90 ms (strace, bench/README.md), most of an idle
+/// poll. sqlx has no hook for socket options, so the binary defines the C
+/// library's `connect` itself: for a TCP socket it sets `TCP_NODELAY` (as
+/// libpq, JDBC and Go do on every connection), then makes the `connect`
+/// system call, as the C library would. Nothing else changes; on an error
+/// from `setsockopt` the connection is made without it.
+///
+/// Only the binary has it (a definition in a library is not linked in
+/// reliably), so the library's in-process tests run without it. When sqlx
+/// sets `TCP_NODELAY` again, this goes: see the note beside sqlx in
+/// Cargo.toml.
+#[cfg(target_os = "linux")]
+mod nodelay {
+    use libc::{c_int, c_void, sockaddr, socklen_t};
+
+    /// # Safety
+    /// As `connect(2)`: `addr` points to `len` readable bytes.
+    #[no_mangle]
+    pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+        if !addr.is_null() && len as usize >= std::mem::size_of::<libc::sa_family_t>() {
+            // SAFETY: `addr` holds at least the family field (checked above).
+            let family = c_int::from(unsafe { (*addr).sa_family });
+            if family == libc::AF_INET || family == libc::AF_INET6 {
+                let mut kind: c_int = 0;
+                let mut kind_len = std::mem::size_of::<c_int>() as socklen_t;
+                let one: c_int = 1;
+                // SAFETY: both calls get pointers to live locals of the sizes given.
+                unsafe {
+                    if libc::getsockopt(
+                        fd,
+                        libc::SOL_SOCKET,
+                        libc::SO_TYPE,
+                        (&mut kind as *mut c_int).cast::<c_void>(),
+                        &mut kind_len,
+                    ) == 0
+                        && kind == libc::SOCK_STREAM
+                    {
+                        libc::setsockopt(
+                            fd,
+                            libc::IPPROTO_TCP,
+                            libc::TCP_NODELAY,
+                            (&one as *const c_int).cast::<c_void>(),
+                            std::mem::size_of::<c_int>() as socklen_t,
+                        );
+                    }
+                }
+            }
+        }
+        // SAFETY: the caller's arguments, passed on unchanged.
+        unsafe { libc::syscall(libc::SYS_connect, fd, addr, len) as c_int }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn tcp_connections_have_nodelay() {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let client = std::net::TcpStream::connect(addr).unwrap();
+            assert!(client.nodelay().unwrap(), "TCP_NODELAY set by hlx's connect");
+            let (server, _) = listener.accept().unwrap();
+            assert!(!server.nodelay().unwrap(), "accepted sockets are left as they are");
+        }
+
+        #[test]
+        fn a_refused_connection_reports_its_error() {
+            // A port nobody listens on: bind one, note it, close it.
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let err = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+        }
+    }
+}
