@@ -105,8 +105,9 @@ impl Exchange {
     /// As [`open`](Self::open), and connects meanwhile to the partners of
     /// `mappings` (names of configured mappings), so that a one-shot run
     /// waits for one connection set-up instead of one after another. A
-    /// partner that cannot be reached fails its mappings when they ask for
-    /// it, as if it had been asked then.
+    /// partner that cannot be reached fails the first of its mappings to
+    /// ask for it with that attempt's error (another mapping of the same
+    /// partner tries again), as a connection made on first use would.
     pub async fn open_for(config: Arc<Config>, migrate: bool, mappings: &[String]) -> anyhow::Result<Exchange> {
         let mut early: HashMap<String, Arc<PartnerSlot>> = HashMap::new();
         for name in mappings {
@@ -371,6 +372,7 @@ impl Exchange {
             window: None,
             seal: None,
             seal_holds: false,
+            committed: false,
         };
         let result = match work {
             Work::Exchange(shutdown) => run.go(shutdown).await,
@@ -528,9 +530,12 @@ struct Run<'a> {
     window: Option<crate::window::Window>,
     /// The seal stored with the position this run started from.
     seal: Option<String>,
-    /// The probe found the window as sealed, and nothing was committed
-    /// since: the stored seal still holds, and is not taken again.
+    /// The probe found the window as sealed, and this run has committed
+    /// nothing (a write to the row state clears the stored seal): the
+    /// stored seal still holds, and is not taken again.
     seal_holds: bool,
+    /// This run committed a batch (so the stored seal was cleared).
+    committed: bool,
 }
 
 /// A batch read from the source.
@@ -1031,7 +1036,7 @@ impl Run<'_> {
                         for ((t, (_, w)), wt) in texts.into_iter().zip(&probed).zip(wm_texts) {
                             window.confirm_text(t, w, wt);
                         }
-                        self.seal_holds = true;
+                        self.seal_holds = !self.committed;
                         tracing::debug!(probed = probed.len(), "look-back window unchanged since sealed");
                         return Ok(None);
                     }
@@ -1086,6 +1091,7 @@ impl Run<'_> {
     /// rejected (`clean` false) or a key came twice; the position moved.
     fn note_committed(&mut self, p: &Prepared, clean: bool, moved: Option<&Position>) {
         self.seal_holds = false;
+        self.committed = true;
         if let (Some(window), Some(w)) = (&mut self.window, self.m.source.watermark) {
             if !clean || p.duplicates > 0 {
                 window.spoil();

@@ -474,6 +474,7 @@ pub async fn prune(pool: &Pool, algo: ChainHash, cutoff: chrono::DateTime<chrono
     )
     .await?;
     let Some(r) = rows.first() else {
+        tx.rollback().await?;
         return Ok(0);
     };
     let (seq, hash) = (r.i64(0)?.context("seq")?, r.text(1)?.context("hash")?);

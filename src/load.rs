@@ -452,6 +452,8 @@ async fn load_categories(
             }
         }
         tx.commit().await?;
+    } else {
+        tx.rollback().await?;
     }
     Ok(Ok(loaded))
 }
@@ -521,7 +523,9 @@ async fn load_hotlines(
             }
         }
     }
-    if !dry_run {
+    if dry_run {
+        tx.rollback().await?;
+    } else {
         tx.commit().await?;
     }
     Ok(Ok(loaded))

@@ -10,11 +10,13 @@ fn main() {
     std::process::exit(hotline_exchange::cli::main());
 }
 
-/// Keeps the process off transparent huge pages, which mimalloc asks for.
-/// With them, each first touch of a 2 MiB region makes the kernel zero the
-/// whole of it: a first load of 1,000,000 rows peaked at 144 MB RSS with
-/// them and 122 MB without, at the same speed (26.5 and 27.1 s), and an
-/// idle poll touched 40 MB instead of 25 MB (bench/README.md).
+/// Keeps the process off transparent huge pages. mimalloc reserves its
+/// memory in large aligned regions, which the kernel backs with huge pages
+/// where the system's THP mode allows it; then each first touch of a 2 MiB
+/// region zeroes and maps the whole of it. A first load of 1,000,000 rows
+/// peaked at 144 MB RSS with them and 122 MB without, at the same speed
+/// (26.5 and 27.1 s), and an idle poll touched 40 MB instead of 25 MB
+/// (bench/README.md).
 fn no_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     // SAFETY: PR_SET_THP_DISABLE takes no pointers; it sets a flag of the
@@ -33,7 +35,8 @@ fn no_transparent_huge_pages() {
 /// PostgreSQL writes two records back to back twice, so every new
 /// connection waited about 90 ms (strace, bench/README.md), most of an idle
 /// poll. sqlx has no hook for socket options, so the binary defines the C
-/// library's `connect` itself: for a TCP socket it sets `TCP_NODELAY` (as
+/// library's `connect` itself: for a TCP socket (an IPv4 or IPv6 stream
+/// socket whose protocol is TCP) it sets `TCP_NODELAY` (as
 /// libpq, JDBC and Go do on every connection), then makes the `connect`
 /// system call, as the C library would. Nothing else changes; on an error
 /// from `setsockopt` the connection is made without it.
@@ -54,20 +57,27 @@ mod nodelay {
             // SAFETY: `addr` holds at least the family field (checked above).
             let family = c_int::from(unsafe { (*addr).sa_family });
             if family == libc::AF_INET || family == libc::AF_INET6 {
-                let mut kind: c_int = 0;
-                let mut kind_len = std::mem::size_of::<c_int>() as socklen_t;
+                let option = |name: c_int| {
+                    let mut value: c_int = 0;
+                    let mut len = std::mem::size_of::<c_int>() as socklen_t;
+                    // SAFETY: a pointer to a live c_int and its size.
+                    let r = unsafe {
+                        libc::getsockopt(
+                            fd,
+                            libc::SOL_SOCKET,
+                            name,
+                            (&mut value as *mut c_int).cast::<c_void>(),
+                            &mut len,
+                        )
+                    };
+                    (r == 0).then_some(value)
+                };
                 let one: c_int = 1;
-                // SAFETY: both calls get pointers to live locals of the sizes given.
-                unsafe {
-                    if libc::getsockopt(
-                        fd,
-                        libc::SOL_SOCKET,
-                        libc::SO_TYPE,
-                        (&mut kind as *mut c_int).cast::<c_void>(),
-                        &mut kind_len,
-                    ) == 0
-                        && kind == libc::SOCK_STREAM
-                    {
+                if option(libc::SO_TYPE) == Some(libc::SOCK_STREAM)
+                    && option(libc::SO_PROTOCOL) == Some(libc::IPPROTO_TCP)
+                {
+                    // SAFETY: a pointer to a live c_int and its size.
+                    unsafe {
                         libc::setsockopt(
                             fd,
                             libc::IPPROTO_TCP,

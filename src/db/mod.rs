@@ -80,8 +80,10 @@ pub enum Tx {
 /// another. Over TLS that costs a handshake (about 90 ms to a local
 /// PostgreSQL with sqlx 0.9.0, which leaves Nagle's algorithm on:
 /// transact-rs/sqlx#4335), and a one-shot `hlx run` would open two or three
-/// connections where one does. On an error the connection goes back the
-/// usual way.
+/// connections where one does. The price is that the caller waits for
+/// that ping: one more round trip per statement (and per commit), which
+/// is less than a new connection costs anywhere. On an error the
+/// connection goes back the usual way.
 pub(crate) async fn with_conn<DB: sqlx::Database, T>(
     pool: &sqlx::Pool<DB>,
     f: impl AsyncFnOnce(&mut DB::Connection) -> anyhow::Result<T>,
@@ -96,8 +98,9 @@ pub(crate) async fn with_conn<DB: sqlx::Database, T>(
 /// back to the pool before [`commit`](Self::commit) or
 /// [`rollback`](Self::rollback) returns (see [`with_conn`] for why;
 /// `sqlx::Transaction` gives it back in a spawned task). Dropped while
-/// open, on an error path, it closes its connection instead of giving it
-/// back, and the server rolls the transaction back.
+/// open (an error, a cancellation, or a caller that forgot to end it), it
+/// closes its connection instead of giving it back, and the server rolls
+/// the transaction back: end it with `rollback` to keep the connection.
 pub struct PoolTx<DB: sqlx::Database> {
     conn: sqlx::pool::PoolConnection<DB>,
     open: bool,
@@ -108,9 +111,15 @@ where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
 {
     async fn begin(pool: &sqlx::Pool<DB>, begin: &'static str) -> anyhow::Result<PoolTx<DB>> {
-        let mut conn = pool.acquire().await?;
-        conn.execute(begin).await?;
-        Ok(PoolTx { conn, open: true })
+        // Open from before BEGIN is sent: a begin that fails or is
+        // cancelled half-way (a timeout) closes the connection, so it never
+        // goes back to the pool inside a transaction.
+        let mut tx = PoolTx {
+            conn: pool.acquire().await?,
+            open: true,
+        };
+        tx.conn.execute(begin).await?;
+        Ok(tx)
     }
 
     async fn end(mut self, how: &'static str) -> anyhow::Result<()> {

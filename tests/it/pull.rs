@@ -534,6 +534,10 @@ async fn a_sealed_window_that_grows_past_one_probe_page_is_read_in_pages(p: Engi
     insert(&s.partner, &rows).await;
     assert_eq!(s.run().await.counts.inserted, 50);
     assert_eq!(s.run().await.counts.read, if p == Sqlite { 50 } else { 0 });
+    let wt = s.province.hlx("hlx_watermark");
+    let sealed = s.province.scalar(&format!("SELECT window_seal FROM {wt}")).await;
+    // A text watermark (SQLite here) is re-read, not probed, nor sealed.
+    assert_eq!(sealed.is_some(), p != Sqlite, "sealed before the late rows come");
     // 10,500 rows stamped inside the window, before the position, many on
     // one watermark value: committed after the run that sealed it.
     let late: Vec<Row> = (1000..11_500)
