@@ -273,16 +273,7 @@ async fn dispatch(cli: Cli) -> i32 {
                     return EXIT_USAGE;
                 }
             }
-            let to_run: Vec<String> = if mappings.is_empty() {
-                cfg.mappings
-                    .iter()
-                    .filter(|m| m.enabled)
-                    .map(|m| m.name.clone())
-                    .collect()
-            } else {
-                mappings.clone()
-            };
-            let ex = match Exchange::open_for(cfg.clone(), true, &to_run).await {
+            let ex = match Exchange::open_for(cfg.clone(), true, mappings).await {
                 Ok(e) => e,
                 Err(e) => {
                     eprintln!("hlx: {e:#}");

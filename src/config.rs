@@ -402,6 +402,16 @@ impl Config {
     pub fn mapping(&self, name: &str) -> Option<&Mapping> {
         self.mappings.iter().find(|m| m.name == name)
     }
+
+    /// The mappings a run of `names` takes: those named (unknown names are
+    /// skipped), or every enabled one when `names` is empty.
+    pub fn selected(&self, names: &[String]) -> Vec<&Mapping> {
+        if names.is_empty() {
+            self.mappings.iter().filter(|m| m.enabled).collect()
+        } else {
+            names.iter().filter_map(|n| self.mapping(n)).collect()
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -103,26 +103,27 @@ impl Exchange {
     }
 
     /// As [`open`](Self::open), and connects meanwhile to the partners of
-    /// `mappings` (names of configured mappings), so that a one-shot run
+    /// the mappings a [`run_all`](Self::run_all) of `names` takes (every
+    /// enabled one when `names` is empty), so that a one-shot run
     /// waits for one connection set-up instead of one after another. A
     /// partner that cannot be reached fails the first of its mappings to
     /// ask for it with that attempt's error (another mapping of the same
     /// partner tries again), as a connection made on first use would.
-    pub async fn open_for(config: Arc<Config>, migrate: bool, mappings: &[String]) -> anyhow::Result<Exchange> {
+    pub async fn open_for(config: Arc<Config>, migrate: bool, names: &[String]) -> anyhow::Result<Exchange> {
         let mut early: HashMap<String, Arc<PartnerSlot>> = HashMap::new();
-        for name in mappings {
-            let Some(m) = config.mapping(name) else { continue };
-            if early.contains_key(&m.partner) {
-                continue;
-            }
+        for m in config.selected(names) {
             let Some(partner) = config.partner(&m.partner) else {
                 continue;
             };
-            let slot = PartnerSlot::default();
-            let endpoint = partner.endpoint.clone();
-            let connect = tokio::spawn(async move { Pool::connect(&endpoint, false).await });
-            *slot.early.lock().unwrap_or_else(|e| e.into_inner()) = Some(connect);
-            early.insert(m.partner.clone(), Arc::new(slot));
+            early.entry(m.partner.clone()).or_insert_with(|| {
+                let endpoint = partner.endpoint.clone();
+                Arc::new(PartnerSlot {
+                    pool: tokio::sync::OnceCell::new(),
+                    early: std::sync::Mutex::new(Some(tokio::spawn(
+                        async move { Pool::connect(&endpoint, false).await },
+                    ))),
+                })
+            });
         }
         let province = Pool::connect(&config.province, true).await.context("province")?;
         if migrate {
@@ -187,11 +188,7 @@ impl Exchange {
     /// a time, each to completion. A failing mapping does not stop the others.
     pub async fn run_all(&self, names: &[String], shutdown: &Shutdown) -> Vec<Outcome> {
         use futures::StreamExt;
-        let maps: Vec<&Mapping> = if names.is_empty() {
-            self.config.mappings.iter().filter(|m| m.enabled).collect()
-        } else {
-            names.iter().filter_map(|n| self.config.mapping(n)).collect()
-        };
+        let maps = self.config.selected(names);
         // The halves of a two-way mapping run as one unit, the pull half first.
         let selected: std::collections::HashSet<&str> = maps.iter().map(|m| m.name.as_str()).collect();
         let paired = |m: &Mapping, role: Direction| {
@@ -371,7 +368,7 @@ impl Exchange {
             resolved: 0,
             window: None,
             seal: None,
-            seal_holds: false,
+            seal_matched: false,
             committed: false,
         };
         let result = match work {
@@ -530,11 +527,11 @@ struct Run<'a> {
     window: Option<crate::window::Window>,
     /// The seal stored with the position this run started from.
     seal: Option<String>,
-    /// The probe found the window as sealed, and this run has committed
-    /// nothing (a write to the row state clears the stored seal): the
-    /// stored seal still holds, and is not taken again.
-    seal_holds: bool,
-    /// This run committed a batch (so the stored seal was cleared).
+    /// The probe found the window as sealed. Unless this run `committed`
+    /// (a write to the row state clears the stored seal), the stored seal
+    /// still holds and is not taken again.
+    seal_matched: bool,
+    /// This run committed a batch.
     committed: bool,
 }
 
@@ -873,7 +870,7 @@ impl Run<'_> {
         let (Some(w), Some(p)) = (&self.window, &self.position) else {
             return;
         };
-        if self.seal_holds {
+        if self.seal_matched && !self.committed {
             return;
         }
         let lo = minus(&p.wm, self.m.lookback.chrono());
@@ -1036,7 +1033,7 @@ impl Run<'_> {
                         for ((t, (_, w)), wt) in texts.into_iter().zip(&probed).zip(wm_texts) {
                             window.confirm_text(t, w, wt);
                         }
-                        self.seal_holds = !self.committed;
+                        self.seal_matched = true;
                         tracing::debug!(probed = probed.len(), "look-back window unchanged since sealed");
                         return Ok(None);
                     }
@@ -1090,7 +1087,6 @@ impl Run<'_> {
     /// mapped is now the version its row state records, unless a row was
     /// rejected (`clean` false) or a key came twice; the position moved.
     fn note_committed(&mut self, p: &Prepared, clean: bool, moved: Option<&Position>) {
-        self.seal_holds = false;
         self.committed = true;
         if let (Some(window), Some(w)) = (&mut self.window, self.m.source.watermark) {
             if !clean || p.duplicates > 0 {

@@ -189,78 +189,51 @@ pub async fn fetch(tx: &mut Tx, sql: &str, args: &[Arg]) -> anyhow::Result<Vec<D
     })
 }
 
+/// [`run_on!`] on one connection of a pool, given back to the pool before
+/// the result returns ([`super::with_conn`]).
+macro_rules! run_pooled {
+    ($pool:expr, $($rest:tt)*) => {
+        super::with_conn($pool, async |c| Ok(run_on!(c, $($rest)*))).await
+    };
+}
+
 /// Executes a statement on the pool (autocommit).
 pub async fn exec_pool(pool: &Pool, sql: &str, args: &[Arg]) -> anyhow::Result<u64> {
     match pool {
-        Pool::Pg(p) => {
-            super::with_conn(p, async |c| {
-                Ok(run_on!(
-                    c,
-                    placeholders(sql),
-                    args,
-                    execute,
-                    |r: sqlx::postgres::PgQueryResult| r.rows_affected()
-                ))
-            })
-            .await
-        }
-        Pool::My(p) => {
-            super::with_conn(p, async |c| {
-                Ok(run_on!(
-                    c,
-                    sql.to_string(),
-                    args,
-                    execute,
-                    |r: sqlx::mysql::MySqlQueryResult| r.rows_affected()
-                ))
-            })
-            .await
-        }
-        Pool::Lite(p) => {
-            super::with_conn(p, async |c| {
-                Ok(run_on!(
-                    c,
-                    sql.to_string(),
-                    args,
-                    execute,
-                    |r: sqlx::sqlite::SqliteQueryResult| r.rows_affected()
-                ))
-            })
-            .await
-        }
+        Pool::Pg(p) => run_pooled!(
+            p,
+            placeholders(sql),
+            args,
+            execute,
+            |r: sqlx::postgres::PgQueryResult| r.rows_affected()
+        ),
+        Pool::My(p) => run_pooled!(p, sql.to_string(), args, execute, |r: sqlx::mysql::MySqlQueryResult| r
+            .rows_affected()),
+        Pool::Lite(p) => run_pooled!(
+            p,
+            sql.to_string(),
+            args,
+            execute,
+            |r: sqlx::sqlite::SqliteQueryResult| r.rows_affected()
+        ),
     }
 }
 
 /// Fetches rows on the pool.
 pub async fn fetch_pool(pool: &Pool, sql: &str, args: &[Arg]) -> anyhow::Result<Vec<DbRow>> {
     match pool {
-        Pool::Pg(p) => {
-            super::with_conn(p, async |c| {
-                Ok(run_on!(c, placeholders(sql), args, fetch_all, |v: Vec<_>| v
-                    .into_iter()
-                    .map(DbRow::Pg)
-                    .collect()))
-            })
-            .await
-        }
-        Pool::My(p) => {
-            super::with_conn(p, async |c| {
-                Ok(run_on!(c, sql.to_string(), args, fetch_all, |v: Vec<_>| v
-                    .into_iter()
-                    .map(DbRow::My)
-                    .collect()))
-            })
-            .await
-        }
-        Pool::Lite(p) => {
-            super::with_conn(p, async |c| {
-                Ok(run_on!(c, sql.to_string(), args, fetch_all, |v: Vec<_>| v
-                    .into_iter()
-                    .map(DbRow::Lite)
-                    .collect()))
-            })
-            .await
-        }
+        Pool::Pg(p) => run_pooled!(p, placeholders(sql), args, fetch_all, |v: Vec<_>| v
+            .into_iter()
+            .map(DbRow::Pg)
+            .collect()),
+        Pool::My(p) => run_pooled!(p, sql.to_string(), args, fetch_all, |v: Vec<_>| v
+            .into_iter()
+            .map(DbRow::My)
+            .collect()),
+        Pool::Lite(p) => run_pooled!(p, sql.to_string(), args, fetch_all, |v: Vec<_>| v
+            .into_iter()
+            .map(DbRow::Lite)
+            .collect()),
     }
 }
 
