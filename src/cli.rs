@@ -177,7 +177,12 @@ pub fn main() -> i32 {
             return EXIT_FAILED;
         }
     };
-    rt.block_on(dispatch(cli))
+    crate::db::track_pools();
+    rt.block_on(async {
+        let code = dispatch(cli).await;
+        crate::db::close_all(std::time::Duration::from_secs(5)).await;
+        code
+    })
 }
 
 /// Logs go to stderr (the journal, under systemd), one line per event.

@@ -181,6 +181,45 @@ impl Tx {
     }
 }
 
+/// The pools the process opened, kept only once [`track_pools`] asked for
+/// it (the binary does; a library user or a test that drops a pool must not
+/// have it kept open here).
+static OPEN: std::sync::Mutex<Option<Vec<Pool>>> = std::sync::Mutex::new(None);
+
+/// From now on, every pool [`Pool::connect`] opens is remembered until
+/// [`close_all`] closes it.
+pub fn track_pools() {
+    let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+    open.get_or_insert_with(Vec::new);
+}
+
+fn opened(pool: &Pool) {
+    let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(v) = open.as_mut() {
+        // A daemon reconnects to a partner that went away: forget the pools
+        // already closed rather than keep them for months.
+        v.retain(|p| !p.is_closed());
+        v.push(pool.clone());
+    }
+}
+
+/// Closes every pool still open (see [`track_pools`]), waiting at most
+/// `within` for them. Without it a process that exits drops its connections
+/// mid-session: each server sees a reset and says so in its log
+/// (PostgreSQL: "could not receive data from client: Connection reset by
+/// peer"; MariaDB counts an aborted connection), once per connection, every
+/// run.
+pub async fn close_all(within: std::time::Duration) {
+    let pools = {
+        let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+        open.as_mut().map(std::mem::take).unwrap_or_default()
+    };
+    let all = futures::future::join_all(pools.iter().map(Pool::close));
+    if tokio::time::timeout(within, all).await.is_err() {
+        tracing::warn!("connections still in use after {within:?}; exiting without closing them");
+    }
+}
+
 impl Pool {
     /// Connects to an endpoint. `create` makes a missing SQLite file (the
     /// province and the demo); partners' SQLite files must exist.
@@ -189,12 +228,14 @@ impl Pool {
         let password = ep.password()?;
         let shown = ep.display_url();
         let r = Self::connect_inner(ep, password.as_ref(), create).await;
-        r.map_err(|e| {
+        let pool = r.map_err(|e| {
             anyhow::anyhow!(
                 "cannot connect to {shown}: {}",
                 scrub(&format!("{e:#}"), password.as_ref())
             )
-        })
+        })?;
+        opened(&pool);
+        Ok(pool)
     }
 
     async fn connect_inner(ep: &Endpoint, password: Option<&Secret>, create: bool) -> anyhow::Result<Pool> {
@@ -281,6 +322,17 @@ impl Pool {
         })
     }
 
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Pool::Pg(p) => p.is_closed(),
+            Pool::My(p) => p.is_closed(),
+            Pool::Lite(p) => p.is_closed(),
+        }
+    }
+
+    /// Ends every connection with the protocol's goodbye (PostgreSQL's
+    /// Terminate, MySQL's COM_QUIT, SQLite's close and WAL checkpoint);
+    /// waits for connections in use to come back first.
     pub async fn close(&self) {
         match self {
             Pool::Pg(p) => p.close().await,
