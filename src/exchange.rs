@@ -821,7 +821,8 @@ impl Run<'_> {
         // A two-way half's row state is also written by its other half, and
         // the flag pattern reads by flag, not by window: neither is sealed.
         if reader.can_probe() && m.lookback.0.as_nanos() > 0 && m.pair.is_none() && m.source.consume.is_none() {
-            self.window = Some(crate::window::Window::new(m.lookback.chrono(), reader.probe_size()));
+            let cap = crate::window::MAX_PAIRS.max(reader.probe_size());
+            self.window = Some(crate::window::Window::new(m.lookback.chrono(), cap));
             self.seal = seal;
         }
 
@@ -993,52 +994,66 @@ impl Run<'_> {
         shutdown: &Shutdown,
     ) -> Result<Option<bool>, RunError> {
         let m = self.m;
-        let mut after: Option<Position> = None;
-        // A sealed window fitted in one page last time: first ask for it
-        // unsorted, in order only if it has grown past a page.
-        let mut ordered = self.seal.is_none();
-        loop {
+        let page = reader.probe_size();
+        // A sealed window: its pairs in one unsorted query, one more than
+        // sealed (a window that grew shows without reading all of it).
+        let mut whole: Option<Vec<(Vec<Value>, Value)>> = None;
+        let sealed = match (&self.seal, &self.window) {
+            (Some(stored), Some(_)) => crate::window::sealed_pairs(stored),
+            _ => None,
+        };
+        if let Some(sealed) = sealed {
             let probed = within(
                 self.partner_deadline(),
-                reader.probe_window(lo, hi, after.as_ref(), ordered),
+                reader.probe_window(lo, hi, None, false, sealed + 1),
             )
             .await
             .with_context(|| format!("partner {}", m.partner))?;
-            if !ordered && probed.len() >= reader.probe_size() {
-                ordered = true;
-                continue;
+            if probed.len() == sealed {
+                let mut tally = crate::window::Tally::default();
+                let hashed: Vec<(String, crate::window::PairHash)> = probed
+                    .iter()
+                    .map(|(k, w)| {
+                        let t = crate::mapping::key_text_of(k);
+                        let h = crate::window::pair_hash(&t, w);
+                        tally.add(&h);
+                        (t, h)
+                    })
+                    .collect();
+                if let (Some(window), true) = (&mut self.window, self.seal == Some(tally.seal(lo, hi))) {
+                    window.reserve(hashed.len());
+                    for ((t, h), (_, w)) in hashed.into_iter().zip(probed) {
+                        window.confirm_hashed(t, w, h);
+                    }
+                    self.seal_matched = true;
+                    tracing::debug!(probed = sealed, "look-back window unchanged since sealed");
+                    return Ok(None);
+                }
             }
-            ordered = true;
+            // Changed. All of it, and no more than a page: looked up as
+            // it is; else paged through in order below.
+            if probed.len() <= sealed && probed.len() < page {
+                whole = Some(probed);
+            }
+        }
+        let mut after: Option<Position> = None;
+        loop {
+            let probed = match whole.take() {
+                Some(p) => p,
+                None => within(
+                    self.partner_deadline(),
+                    reader.probe_window(lo, hi, after.as_ref(), true, page),
+                )
+                .await
+                .with_context(|| format!("partner {}", m.partner))?,
+            };
             let Some((k, w)) = probed.last() else { return Ok(None) };
-            let first_page = after.is_none();
             after = Some(Position {
                 wm: w.clone(),
                 key: k.clone(),
             });
-            let texts: Vec<String> = probed
-                .iter()
-                .map(|(k, _)| crate::mapping::key_text(&k.iter().collect::<Vec<_>>()))
-                .collect();
+            let texts: Vec<String> = probed.iter().map(|(k, _)| crate::mapping::key_text_of(k)).collect();
             let wm_texts: Vec<String> = probed.iter().map(|(_, w)| crate::state::wm_text(w)).collect();
-            // The whole window in one page, the same pairs as when it was
-            // sealed: every one is a version the row state records.
-            if first_page && probed.len() < reader.probe_size() {
-                if let (Some(stored), Some(window)) = (&self.seal, &mut self.window) {
-                    let pairs = texts
-                        .iter()
-                        .map(String::as_str)
-                        .zip(wm_texts.iter().map(String::as_str))
-                        .collect();
-                    if crate::window::seal(lo, hi, pairs) == *stored {
-                        for ((t, (_, w)), wt) in texts.into_iter().zip(&probed).zip(wm_texts) {
-                            window.confirm_text(t, w, wt);
-                        }
-                        self.seal_matched = true;
-                        tracing::debug!(probed = probed.len(), "look-back window unchanged since sealed");
-                        return Ok(None);
-                    }
-                }
-            }
             // Looked up in key order: neighbouring index pages in turn.
             let mut refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             refs.sort_unstable();
@@ -1077,7 +1092,7 @@ impl Run<'_> {
             if shutdown.is_triggered() {
                 return Ok(Some(true));
             }
-            if probed.len() < reader.probe_size() {
+            if probed.len() < page {
                 return Ok(None);
             }
         }

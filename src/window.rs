@@ -24,12 +24,21 @@
 //! - a pair the run did not see or could not confirm (a late commit between
 //!   two reads, a rejected row, a key read twice) is missing from the set or
 //!   spoils it, so the next probe's pairs differ and it looks every key up;
-//! - the digest includes the window's bounds and is taken over the pairs in
-//!   byte order of their texts, whatever order a database returns them in.
+//! - the digest includes the window's bounds and the number of pairs; a
+//!   source without a unique key that returns one key twice differs from
+//!   the run's set, which holds each key once.
+//!
+//! The digest is order-free: each pair is hashed on its own (SHA-256 of the
+//! key text and the watermark) and the hashes are added up, so a probe
+//! checks a window of any size with one unsorted query, whatever order the
+//! database returns the pairs in, and sorts nothing. The stored seal is
+//! `<pairs>:<hex digest of the bounds, the count and the sum>`; the count
+//! tells the probe how many rows to ask for (one more than sealed: a window
+//! that grew is seen without reading all of it).
 //!
 //! Memory is bounded: pairs that can no longer fall in the final window are
-//! dropped as the position moves, and a window of more pairs than one probe
-//! page is not sealed at all.
+//! dropped as the position moves, and a window of more than [`MAX_PAIRS`]
+//! pairs is not sealed at all (about 130 bytes a pair: 13 MB at the cap).
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -38,12 +47,19 @@ use sha2::{Digest as _, Sha256};
 
 use crate::value::Value;
 
+/// The most pairs a seal covers. Past it a poll looks every key of its
+/// window up again, as it does with no seal.
+pub const MAX_PAIRS: usize = 100_000;
+
+/// One pair's share of a seal: its SHA-256 as four words.
+pub type PairHash = [u64; 4];
+
 /// The pairs a run has confirmed against the row state, by key text.
 pub struct Window {
     lookback: chrono::Duration,
-    /// The most pairs a seal may cover (one probe page).
+    /// The most pairs a seal may cover.
     cap: usize,
-    pairs: HashMap<String, (Value, String)>,
+    pairs: HashMap<String, (Value, PairHash), foldhash::fast::RandomState>,
     /// Pairs below this watermark cannot be in the final window.
     floor: Option<Value>,
     spoiled: bool,
@@ -54,7 +70,7 @@ impl Window {
         Window {
             lookback,
             cap,
-            pairs: HashMap::new(),
+            pairs: HashMap::default(),
             floor: None,
             spoiled: false,
         }
@@ -65,15 +81,22 @@ impl Window {
     /// first load passes every row here.
     pub fn confirm(&mut self, key: &str, wm: &Value) {
         if self.takes(wm) {
-            self.insert(key.to_string(), wm, crate::state::wm_text(wm));
+            let h = pair_hash(key, wm);
+            self.insert(key.to_string(), wm.clone(), h);
         }
     }
 
-    /// [`confirm`](Self::confirm) with the texts of the key and of the
-    /// watermark ([`crate::state::wm_text`]) at hand.
-    pub fn confirm_text(&mut self, key: String, wm: &Value, wm_text: String) {
-        if self.takes(wm) {
-            self.insert(key, wm, wm_text);
+    /// Room for `n` more pairs.
+    pub fn reserve(&mut self, n: usize) {
+        if !self.spoiled {
+            self.pairs.reserve(n.min(2 * self.cap));
+        }
+    }
+
+    /// [`confirm`](Self::confirm) of a pair whose [`pair_hash`] is at hand.
+    pub fn confirm_hashed(&mut self, key: String, wm: Value, hash: PairHash) {
+        if self.takes(&wm) {
+            self.insert(key, wm, hash);
         }
     }
 
@@ -81,8 +104,8 @@ impl Window {
         !self.spoiled && self.floor.as_ref().is_none_or(|f| cmp(wm, f) != Some(Ordering::Less))
     }
 
-    fn insert(&mut self, key: String, wm: &Value, wm_text: String) {
-        self.pairs.insert(key, (wm.clone(), wm_text));
+    fn insert(&mut self, key: String, wm: Value, hash: PairHash) {
+        self.pairs.insert(key, (wm, hash));
         if self.pairs.len() > 2 * self.cap {
             self.prune();
         }
@@ -98,7 +121,7 @@ impl Window {
     /// in one batch): no seal this time.
     pub fn spoil(&mut self) {
         self.spoiled = true;
-        self.pairs = HashMap::new();
+        self.pairs = HashMap::default();
     }
 
     fn prune(&mut self) {
@@ -106,7 +129,7 @@ impl Window {
             self.pairs.retain(|_, (w, _)| cmp(w, f) != Some(Ordering::Less));
         }
         if self.pairs.len() > self.cap {
-            // More rows changed within the look-back than one probe holds.
+            // More rows changed within the look-back than a seal covers.
             self.spoil();
         }
     }
@@ -120,33 +143,79 @@ impl Window {
             matches!(cmp(w, lo), Some(Ordering::Greater | Ordering::Equal))
                 && matches!(cmp(w, hi), Some(Ordering::Less | Ordering::Equal))
         };
-        let pairs: Vec<(&str, &str)> = self
-            .pairs
-            .iter()
-            .filter(|(_, (w, _))| inside(w))
-            .map(|(k, (_, t))| (k.as_str(), t.as_str()))
-            .collect();
-        // The next probe must hold the whole window in one page.
-        (pairs.len() < self.cap).then(|| seal(lo, hi, pairs))
+        let mut tally = Tally::default();
+        for (w, h) in self.pairs.values() {
+            if inside(w) {
+                tally.add(h);
+            }
+        }
+        (tally.count <= self.cap as u64).then(|| tally.seal(lo, hi))
     }
 }
 
-/// The digest of a window's bounds and (key text, watermark text) pairs, in
-/// any order.
-pub fn seal<'a>(lo: &Value, hi: &Value, mut pairs: Vec<(&'a str, &'a str)>) -> String {
-    pairs.sort_unstable();
+/// A pair's hash: SHA-256 of the key text and of the watermark (its kind
+/// and exact value: every nanosecond of a timestamp counts).
+pub fn pair_hash(key: &str, wm: &Value) -> PairHash {
     let mut h = Sha256::new();
-    for b in [lo, hi] {
-        h.update(crate::state::wm_text(b).as_bytes());
-        h.update([0x1f]);
+    h.update(key.as_bytes());
+    h.update([0x1f]);
+    match wm {
+        Value::Timestamp(t) => {
+            let t = t.and_utc();
+            h.update(b"t");
+            h.update(t.timestamp().to_le_bytes());
+            h.update(t.timestamp_subsec_nanos().to_le_bytes());
+        }
+        Value::Int(i) => {
+            h.update(b"i");
+            h.update(i.to_le_bytes());
+        }
+        other => {
+            h.update(b"x");
+            h.update(crate::state::wm_text(other).as_bytes());
+        }
     }
-    for (k, w) in pairs {
-        h.update(k.as_bytes());
-        h.update([0x1f]);
-        h.update(w.as_bytes());
-        h.update([0x1e]);
+    let d = h.finalize();
+    std::array::from_fn(|i| u64::from_le_bytes(d[i * 8..i * 8 + 8].try_into().expect("8 bytes")))
+}
+
+/// The pairs of a window added up, in any order.
+#[derive(Default, Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Tally {
+    pub count: u64,
+    sum: PairHash,
+}
+
+impl Tally {
+    pub fn add(&mut self, h: &PairHash) {
+        self.count += 1;
+        for (s, x) in self.sum.iter_mut().zip(h) {
+            *s = s.wrapping_add(*x);
+        }
     }
-    hex::encode(h.finalize())
+
+    /// The stored text of the seal of window `[lo, hi]` with these pairs.
+    pub fn seal(&self, lo: &Value, hi: &Value) -> String {
+        let mut h = Sha256::new();
+        for b in [lo, hi] {
+            h.update(crate::state::wm_text(b).as_bytes());
+            h.update([0x1f]);
+        }
+        h.update(self.count.to_le_bytes());
+        for s in self.sum {
+            h.update(s.to_le_bytes());
+        }
+        format!("{}:{}", self.count, hex::encode(h.finalize()))
+    }
+}
+
+/// How many pairs a stored seal covers; `None` for a seal this version
+/// cannot read (one written before the digest was order-free): the probe
+/// then looks every key up once and seals the window anew.
+pub fn sealed_pairs(seal: &str) -> Option<usize> {
+    let (count, digest) = seal.split_once(':')?;
+    (digest.len() == 64).then_some(())?;
+    count.parse().ok()
 }
 
 /// Watermark order (integers and timestamps, the kinds a probe takes).
@@ -167,6 +236,15 @@ mod tests {
         Value::Timestamp(chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").unwrap())
     }
 
+    /// What a probe that read these pairs would compute.
+    fn probed(lo: &Value, hi: &Value, pairs: &[(&str, &Value)]) -> String {
+        let mut tally = Tally::default();
+        for (k, w) in pairs {
+            tally.add(&pair_hash(k, w));
+        }
+        tally.seal(lo, hi)
+    }
+
     #[test]
     fn the_seal_is_that_of_the_pairs_in_the_window_whatever_their_order() {
         let mut w = Window::new(chrono::Duration::minutes(10), 100);
@@ -176,22 +254,45 @@ mod tests {
             t("2026-01-01 10:05:00.5"),
         );
         w.confirm("K1", &old);
+        w.confirm("K2", &old);
         w.confirm("K2", &a);
         w.confirm("K3", &b);
         w.advance(&b);
         let lo = crate::state::minus(&b, chrono::Duration::minutes(10));
         let got = w.seal(&lo, &b).unwrap();
-        let (ta, tb) = (crate::state::wm_text(&a), crate::state::wm_text(&b));
-        let (a, b_) = (ta.as_str(), tb.as_str());
         assert_eq!(
             got,
-            seal(&lo, &b, vec![("K3", b_), ("K2", a)]),
-            "K1 is outside the window"
+            probed(&lo, &b, &[("K3", &b), ("K2", &a)]),
+            "K1 is outside the window; K2 counts at its latest watermark"
         );
-        assert_ne!(got, seal(&lo, &b, vec![("K2", a), ("K3", b_), ("K4", b_)]));
-        assert_ne!(got, seal(&lo, &b, vec![("K2", a), ("K3", a)]));
-        let ha = t("2026-01-01 10:00:00.000001");
-        assert_ne!(got, seal(&lo, &ha, vec![("K2", a), ("K3", b_)]), "bounds count");
+        assert_eq!(sealed_pairs(&got), Some(2));
+        assert_ne!(
+            got,
+            probed(&lo, &b, &[("K2", &a), ("K3", &b), ("K4", &b)]),
+            "a late row"
+        );
+        assert_ne!(got, probed(&lo, &b, &[("K2", &a), ("K3", &a)]), "a moved watermark");
+        assert_ne!(
+            got,
+            probed(&lo, &b, &[("K2", &a), ("K3", &b), ("K3", &b)]),
+            "a key twice"
+        );
+        let a_ns = t("2026-01-01 10:00:00.000001001");
+        assert_ne!(got, probed(&lo, &b, &[("K2", &a_ns), ("K3", &b)]), "nanoseconds count");
+        assert_ne!(got, probed(&lo, &a, &[("K2", &a), ("K3", &b)]), "bounds count");
+        assert_ne!(
+            got,
+            probed(&lo, &b, &[("K2", &Value::Int(5)), ("K3", &b)]),
+            "kinds count"
+        );
+    }
+
+    #[test]
+    fn a_seal_from_before_the_order_free_digest_is_not_read() {
+        assert_eq!(sealed_pairs(&"ab".repeat(32)), None);
+        assert_eq!(sealed_pairs("12:abc"), None);
+        assert_eq!(sealed_pairs(&format!("x:{}", "ab".repeat(32))), None);
+        assert_eq!(sealed_pairs(&format!("12:{}", "ab".repeat(32))), Some(12));
     }
 
     #[test]
@@ -206,6 +307,6 @@ mod tests {
         for k in ["K1", "K2", "K3", "K4", "K5", "K6", "K7"] {
             w.confirm(k, &x);
         }
-        assert_eq!(w.seal(&x, &x), None, "more pairs than one probe page");
+        assert_eq!(w.seal(&x, &x), None, "more pairs than a seal covers");
     }
 }

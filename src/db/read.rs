@@ -450,7 +450,7 @@ impl Reader {
 
     /// The (key, watermark) pairs of the look-back window: rows whose
     /// watermark is from `lo` up to and including `hi`, whatever their key,
-    /// after `after`, one page of [`Reader::probe_size`] pairs.
+    /// after `after`, at most `limit` pairs.
     ///
     /// The window takes in the whole group of rows that share the stored
     /// position's watermark, not only those up to the position's key, so the
@@ -460,16 +460,17 @@ impl Reader {
     /// sort the whole group on every poll just to find nothing after it.
     ///
     /// `ordered` false (only without `after`) asks for the pairs in no
-    /// order: when fewer than a page come back, that is the whole window, at
+    /// order: when fewer than `limit` come back, that is the whole window, at
     /// the cost of no sort (from an index on the watermark alone, the
-    /// database would sort every tie group by key); a full page means the
-    /// window is larger, and the caller asks again in order.
+    /// database would sort every tie group by key); `limit` of them means
+    /// the window may be larger, and the caller pages through it in order.
     pub async fn probe_window(
         &self,
         lo: &Value,
         hi: &Value,
         after: Option<&crate::state::Position>,
         ordered: bool,
+        limit: usize,
     ) -> anyhow::Result<Vec<(Vec<Value>, Value)>> {
         let w = self.watermark.context("probe without a watermark")?;
         let wq = self.cols[w].quoted.clone();
@@ -499,11 +500,10 @@ impl Reader {
             String::new()
         };
         let sql = format!(
-            "SELECT {} FROM {} WHERE {}{order} LIMIT {}",
+            "SELECT {} FROM {} WHERE {}{order} LIMIT {limit}",
             select.join(", "),
             self.table,
             conds.join(" AND "),
-            self.probe_size()
         );
         let t0 = std::time::Instant::now();
         let rows = self

@@ -525,10 +525,10 @@ async fn the_lookback_window_is_probed_and_only_unseen_versions_are_read(p: Engi
 
 engines!(a_sealed_window_that_grows_past_one_probe_page_is_read_in_pages);
 async fn a_sealed_window_that_grows_past_one_probe_page_is_read_in_pages(p: Engine, q: Engine) {
-    // A sealed window is first probed unsorted (it fitted in one page of
-    // 10,000 pairs when sealed). Late commits that make it larger than a
-    // page must still all be read, once: the probe asks again in order and
-    // pages through the window.
+    // A sealed window is first probed unsorted, for one pair more than it
+    // was sealed with. Late commits that make it larger than a probe page
+    // (10,000 pairs) must still all be read, once: the probe pages through
+    // the window in order.
     let s = setup(p, q, "batch_size = 500\nlookback = \"10m\"").await;
     let rows: Vec<Row> = (0..50).map(|i| row(i, Some(&ts(T0, i as i64 * 1_000_000)))).collect();
     insert(&s.partner, &rows).await;
@@ -548,8 +548,25 @@ async fn a_sealed_window_that_grows_past_one_probe_page_is_read_in_pages(p: Engi
     assert_eq!(o.status, Status::Ok, "{:?}", o.error);
     assert_eq!((o.counts.inserted, o.counts.updated), (10_500, 0), "{:?}", o.counts);
     assert_eq!(s.target_keys().await, s.source_keys("1=1").await);
+    // 10,550 pairs, more than a probe page: sealed all the same, and found
+    // as sealed by the idle poll after it.
+    let big = s.province.scalar(&format!("SELECT window_seal FROM {wt}")).await;
+    assert_eq!(big.is_some(), p != Sqlite, "a window past one probe page is sealed");
+    if p != Sqlite {
+        assert_ne!(big, sealed);
+    }
     let idle = s.run().await;
-    assert_eq!((idle.counts.inserted, idle.counts.updated), (0, 0), "{:?}", idle.counts);
+    assert_eq!(
+        (idle.counts.read, idle.counts.inserted),
+        (if p == Sqlite { 10_550 } else { 0 }, 0)
+    );
+    assert_eq!(s.province.scalar(&format!("SELECT window_seal FROM {wt}")).await, big);
+    // One more late commit into that window: the probe asks for one pair
+    // more than were sealed, finds it, and the row lands.
+    insert(&s.partner, &[row(20_000, Some(&ts(T0, 12_500_000)))]).await;
+    let o = s.run().await;
+    assert_eq!((o.counts.inserted, o.counts.updated), (1, 0), "{:?}", o.counts);
+    assert_eq!(s.target_keys().await, s.source_keys("1=1").await);
 }
 
 engines!(a_sealed_lookback_window_still_lets_late_rows_and_rejections_through);
