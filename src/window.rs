@@ -38,7 +38,8 @@
 //!
 //! Memory is bounded: pairs that can no longer fall in the final window are
 //! dropped as the position moves, and a window of more than [`MAX_PAIRS`]
-//! pairs is not sealed at all (about 130 bytes a pair: 13 MB at the cap).
+//! pairs is not sealed at all (about 130 bytes a pair: the map is pruned a
+//! quarter past the cap, some 16 MB).
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -89,7 +90,7 @@ impl Window {
     /// Room for `n` more pairs.
     pub fn reserve(&mut self, n: usize) {
         if !self.spoiled {
-            self.pairs.reserve(n.min(2 * self.cap));
+            self.pairs.reserve(n.min(self.cap));
         }
     }
 
@@ -106,7 +107,10 @@ impl Window {
 
     fn insert(&mut self, key: String, wm: Value, hash: PairHash) {
         self.pairs.insert(key, (wm, hash));
-        if self.pairs.len() > 2 * self.cap {
+        // Pruned a quarter past the cap, so a run never holds much more
+        // than a seal can cover (a first load of rows that all share a
+        // recent watermark would otherwise grow the map to twice the cap).
+        if self.pairs.len() > self.cap + self.cap / 4 {
             self.prune();
         }
     }
