@@ -995,20 +995,19 @@ impl Run<'_> {
     ) -> Result<Option<bool>, RunError> {
         let m = self.m;
         let page = reader.probe_size();
-        // A sealed window: its pairs in one unsorted query, one more than
-        // sealed (a window that grew shows without reading all of it).
+        // A sealed window: its pairs in one unsorted query, for one more
+        // than sealed or a page, whichever is more: fewer back is the whole
+        // window, to compare with the seal or else to look up as it is.
         let mut whole: Option<Vec<(Vec<Value>, Value)>> = None;
         let sealed = match (&self.seal, &self.window) {
             (Some(stored), Some(_)) => crate::window::sealed_pairs(stored),
             _ => None,
         };
         if let Some(sealed) = sealed {
-            let probed = within(
-                self.partner_deadline(),
-                reader.probe_window(lo, hi, None, false, sealed + 1),
-            )
-            .await
-            .with_context(|| format!("partner {}", m.partner))?;
+            let limit = (sealed + 1).max(page);
+            let probed = within(self.partner_deadline(), reader.probe_window(lo, hi, None, false, limit))
+                .await
+                .with_context(|| format!("partner {}", m.partner))?;
             if probed.len() == sealed {
                 let mut tally = crate::window::Tally::default();
                 let hashed: Vec<(String, crate::window::PairHash)> = probed
@@ -1030,14 +1029,15 @@ impl Run<'_> {
                     return Ok(None);
                 }
             }
-            // Changed. All of it, and no more than a page: looked up as
-            // it is; else paged through in order below.
-            if probed.len() <= sealed && probed.len() < page {
+            // Changed. All of it: looked up as it is; else paged through
+            // in order below.
+            if probed.len() < limit {
                 whole = Some(probed);
             }
         }
         let mut after: Option<Position> = None;
         loop {
+            let complete = whole.is_some();
             let probed = match whole.take() {
                 Some(p) => p,
                 None => within(
@@ -1092,7 +1092,7 @@ impl Run<'_> {
             if shutdown.is_triggered() {
                 return Ok(Some(true));
             }
-            if probed.len() < page {
+            if complete || probed.len() < page {
                 return Ok(None);
             }
         }

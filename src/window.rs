@@ -33,13 +33,15 @@
 //! checks a window of any size with one unsorted query, whatever order the
 //! database returns the pairs in, and sorts nothing. The stored seal is
 //! `<pairs>:<hex digest of the bounds, the count and the sum>`; the count
-//! tells the probe how many rows to ask for (one more than sealed: a window
-//! that grew is seen without reading all of it).
+//! tells the probe how many rows to ask for (one more than sealed, or a
+//! probe page if that is more: a window that grew past it is seen without
+//! reading all of it).
 //!
 //! Memory is bounded: pairs that can no longer fall in the final window are
 //! dropped as the position moves, and a window of more than [`MAX_PAIRS`]
-//! pairs is not sealed at all (about 130 bytes a pair: the map is pruned a
-//! quarter past the cap, some 16 MB).
+//! pairs is not sealed at all (about 130 bytes a pair; the map is pruned
+//! at twice what its last pruning kept, and never grows a quarter past the
+//! cap: some 16 MB at most).
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -61,6 +63,10 @@ pub struct Window {
     /// The most pairs a seal may cover.
     cap: usize,
     pairs: HashMap<String, (Value, PairHash), foldhash::fast::RandomState>,
+    /// The size at which pairs that fell below `floor` are dropped: twice
+    /// what the last prune kept, so a first load that passes every row
+    /// holds about twice its live window, not up to the cap.
+    prune_at: usize,
     /// Pairs below this watermark cannot be in the final window.
     floor: Option<Value>,
     spoiled: bool,
@@ -72,6 +78,7 @@ impl Window {
             lookback,
             cap,
             pairs: HashMap::default(),
+            prune_at: Self::prune_at(cap, 0),
             floor: None,
             spoiled: false,
         }
@@ -107,12 +114,17 @@ impl Window {
 
     fn insert(&mut self, key: String, wm: Value, hash: PairHash) {
         self.pairs.insert(key, (wm, hash));
-        // Pruned a quarter past the cap, so a run never holds much more
-        // than a seal can cover (a first load of rows that all share a
-        // recent watermark would otherwise grow the map to twice the cap).
-        if self.pairs.len() > self.cap + self.cap / 4 {
+        if self.pairs.len() > self.prune_at {
             self.prune();
         }
+    }
+
+    /// Never more than a quarter past the cap (a first load of rows that
+    /// all share a recent watermark), never below 16,384 pairs (pruning is
+    /// a pass over the map).
+    fn prune_at(cap: usize, kept: usize) -> usize {
+        let most = cap + cap / 4;
+        (2 * kept).max(16_384).min(most)
     }
 
     /// The position reached `wm`: the final window starts no earlier than
@@ -136,6 +148,7 @@ impl Window {
             // More rows changed within the look-back than a seal covers.
             self.spoil();
         }
+        self.prune_at = Self::prune_at(self.cap, self.pairs.len());
     }
 
     /// The seal of the window `[lo, hi]`, if this run can vouch for it.
@@ -297,6 +310,31 @@ mod tests {
         assert_eq!(sealed_pairs("12:abc"), None);
         assert_eq!(sealed_pairs(&format!("x:{}", "ab".repeat(32))), None);
         assert_eq!(sealed_pairs(&format!("12:{}", "ab".repeat(32))), Some(12));
+    }
+
+    #[test]
+    fn a_first_load_holds_about_its_live_window_not_the_cap() {
+        // 200,000 rows a second apart pass through; the look-back window is
+        // 10 s, so only a handful can be in the final window.
+        let mut w = Window::new(chrono::Duration::seconds(10), MAX_PAIRS);
+        let t0 = chrono::NaiveDate::from_ymd_opt(2026, 1, 1)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap();
+        let mut last = Value::Null;
+        for i in 0..200_000 {
+            let wm = Value::Timestamp(t0 + chrono::Duration::seconds(i));
+            w.confirm(&format!("K{i}"), &wm);
+            w.advance(&wm);
+            assert!(w.pairs.len() <= 16_385, "{} pairs held at row {i}", w.pairs.len());
+            last = wm;
+        }
+        let lo = crate::state::minus(&last, chrono::Duration::seconds(10));
+        let pairs: Vec<(String, Value)> = (199_989..200_000)
+            .map(|i| (format!("K{i}"), Value::Timestamp(t0 + chrono::Duration::seconds(i))))
+            .collect();
+        let refs: Vec<(&str, &Value)> = pairs.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        assert_eq!(w.seal(&lo, &last), Some(probed(&lo, &last, &refs)));
     }
 
     #[test]

@@ -111,3 +111,60 @@ async fn a_dropped_province_connection_fails_the_run_cleanly_and_the_rerun_compl
     assert_eq!(s.province.count("work_order").await, 10_000);
     assert_eq!(s.target_keys().await, s.source_keys("1=1").await);
 }
+
+/// The sessions of database `db` that ended because their client went away
+/// without saying goodbye (`pg_stat_database.sessions_abandoned`), once the
+/// sessions started since `since` (`now()` text) have all ended.
+async fn abandoned_once_gone(at: &TestDb, db: &str, since: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = at
+            .scalar(&format!(
+                "SELECT count(*)::text FROM pg_stat_activity WHERE datname = '{db}' \
+                 AND backend_start >= '{since}' AND pid <> pg_backend_pid()"
+            ))
+            .await;
+        if left.as_deref() == Some("0") || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A backend's counters reach the shared statistics as it exits.
+    at.scalar(&format!(
+        "SELECT sessions_abandoned::text FROM pg_stat_database WHERE datname = '{db}'"
+    ))
+    .await
+    .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_shot_run_ends_its_database_sessions_instead_of_dropping_them() {
+    // A cron'd `hlx run` that exits with its connections open leaves a
+    // "could not receive data from client: Connection reset by peer" in the
+    // PostgreSQL log per connection per run; PostgreSQL counts such
+    // sessions as abandoned in pg_stat_database, per database.
+    let s = setup(Postgres, Postgres, "").await;
+    insert(&s.partner, &[row(1, Some(&ts("2024-03-01 08:00:00", 0)))]).await;
+    let name = |d: &TestDb| d.url.rsplit('/').next().unwrap().to_string();
+    let (pdb, qdb) = (name(&s.partner), name(&s.province));
+    let since = s.province.scalar("SELECT now()::text").await.unwrap();
+    let before = (
+        abandoned_once_gone(&s.province, &pdb, &since).await,
+        abandoned_once_gone(&s.province, &qdb, &since).await,
+    );
+    let cfg = s.scratch.path();
+    for args in [&["migrate"][..], &["run"], &["status"]] {
+        let o = Command::new(env!("CARGO_BIN_EXE_hlx"))
+            .args(["-c", cfg.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert_eq!(s.province.count("work_order").await, 1, "the run ran");
+    let after = (
+        abandoned_once_gone(&s.province, &pdb, &since).await,
+        abandoned_once_gone(&s.province, &qdb, &since).await,
+    );
+    assert_eq!(after, before, "sessions abandoned at (partner, province)");
+}

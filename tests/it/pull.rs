@@ -526,9 +526,9 @@ async fn the_lookback_window_is_probed_and_only_unseen_versions_are_read(p: Engi
 engines!(a_sealed_window_that_grows_past_one_probe_page_is_read_in_pages);
 async fn a_sealed_window_that_grows_past_one_probe_page_is_read_in_pages(p: Engine, q: Engine) {
     // A sealed window is first probed unsorted, for one pair more than it
-    // was sealed with. Late commits that make it larger than a probe page
-    // (10,000 pairs) must still all be read, once: the probe pages through
-    // the window in order.
+    // was sealed with or a probe page (10,000 pairs), whichever is more.
+    // Late commits that make it larger than that must still all be read,
+    // once: the probe pages through the window in order.
     let s = setup(p, q, "batch_size = 500\nlookback = \"10m\"").await;
     let rows: Vec<Row> = (0..50).map(|i| row(i, Some(&ts(T0, i as i64 * 1_000_000)))).collect();
     insert(&s.partner, &rows).await;
@@ -562,7 +562,8 @@ async fn a_sealed_window_that_grows_past_one_probe_page_is_read_in_pages(p: Engi
     );
     assert_eq!(s.province.scalar(&format!("SELECT window_seal FROM {wt}")).await, big);
     // One more late commit into that window: the probe asks for one pair
-    // more than were sealed, finds it, and the row lands.
+    // more than were sealed (more than a page), finds it, pages through the
+    // window in order, and the row lands.
     insert(&s.partner, &[row(20_000, Some(&ts(T0, 12_500_000)))]).await;
     let o = s.run().await;
     assert_eq!((o.counts.inserted, o.counts.updated), (1, 0), "{:?}", o.counts);
