@@ -389,6 +389,42 @@ impl Reader {
         self.fetch_with(sql, args, &self.decs).await
     }
 
+    /// [`fetch_with`](Self::fetch_with) of a range read that needs no
+    /// order (the unsorted probe). On PostgreSQL it runs in a read-only
+    /// transaction that asks for a bitmap heap scan with read-ahead
+    /// (`enable_indexscan = off`, `effective_io_concurrency = 32`, both
+    /// `SET LOCAL`): with an index on the watermark alone, every row changed
+    /// within the look-back costs a heap page, and a plain index scan reads
+    /// them one at a time. Measured on the benchmark's 15,100-row window
+    /// (11,446 heap pages) with nothing cached: 1,228 ms as an index scan,
+    /// 286 ms this way; about 120 ms either way from the OS cache.
+    async fn fetch_unsorted(&self, sql: &str, args: &[Value], decs: &[Dec]) -> anyhow::Result<Vec<Vec<Value>>> {
+        let Pool::Pg(p) = &self.pool else {
+            return self.fetch_with(sql, args, decs).await;
+        };
+        let sql = super::sql::placeholders(sql);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for a in args {
+            q = q.bind(pg_text(a));
+        }
+        // One round trip (simple query); dropped while open (an error, a
+        // deadline), the transaction closes its connection.
+        let mut tx = super::PoolTx::begin(
+            p,
+            "BEGIN READ ONLY; SET LOCAL enable_indexscan = off; SET LOCAL effective_io_concurrency = 32",
+        )
+        .await?;
+        let mut out = Vec::new();
+        {
+            let mut rows = q.fetch(&mut *tx);
+            while let Some(r) = rows.try_next().await? {
+                out.push(decode_pg(&r, decs)?);
+            }
+        }
+        tx.end("COMMIT").await?;
+        Ok(out)
+    }
+
     async fn fetch_with(&self, sql: &str, args: &[Value], decs: &[Dec]) -> anyhow::Result<Vec<Vec<Value>>> {
         match &self.pool {
             Pool::Pg(p) => {
@@ -506,10 +542,12 @@ impl Reader {
             conds.join(" AND "),
         );
         let t0 = std::time::Instant::now();
-        let rows = self
-            .fetch_with(&sql, &args, &decs)
-            .await
-            .with_context(|| format!("probing source table {}", self.catalog.name))?;
+        let rows = if order.is_empty() {
+            self.fetch_unsorted(&sql, &args, &decs).await
+        } else {
+            self.fetch_with(&sql, &args, &decs).await
+        }
+        .with_context(|| format!("probing source table {}", self.catalog.name))?;
         tracing::debug!(
             ms = t0.elapsed().as_millis() as u64,
             rows = rows.len(),
