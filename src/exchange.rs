@@ -1008,22 +1008,8 @@ impl Run<'_> {
             let probed = within(self.partner_deadline(), reader.probe_window(lo, hi, None, false, limit))
                 .await
                 .with_context(|| format!("partner {}", m.partner))?;
-            if probed.len() == sealed {
-                let mut tally = crate::window::Tally::default();
-                let hashed: Vec<(String, crate::window::PairHash)> = probed
-                    .iter()
-                    .map(|(k, w)| {
-                        let t = crate::mapping::key_text_of(k);
-                        let h = crate::window::pair_hash(&t, w);
-                        tally.add(&h);
-                        (t, h)
-                    })
-                    .collect();
-                if let (Some(window), true) = (&mut self.window, self.seal == Some(tally.seal(lo, hi))) {
-                    window.reserve(hashed.len());
-                    for ((t, h), (_, w)) in hashed.into_iter().zip(probed) {
-                        window.confirm_hashed(t, w, h);
-                    }
+            if let (Some(stored), Some(window)) = (&self.seal, &mut self.window) {
+                if window.confirm_sealed(stored, lo, hi, &probed) {
                     self.seal_matched = true;
                     tracing::debug!(probed = sealed, "look-back window unchanged since sealed");
                     return Ok(None);

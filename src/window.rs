@@ -55,7 +55,7 @@ use crate::value::Value;
 pub const MAX_PAIRS: usize = 100_000;
 
 /// One pair's share of a seal: its SHA-256 as four words.
-pub type PairHash = [u64; 4];
+type PairHash = [u64; 4];
 
 /// The pairs a run has confirmed against the row state, by key text.
 pub struct Window {
@@ -94,18 +94,36 @@ impl Window {
         }
     }
 
-    /// Room for `n` more pairs.
-    pub fn reserve(&mut self, n: usize) {
+    /// The probe of window `[lo, hi]` read these (key, watermark) pairs:
+    /// if they are exactly the pairs of the `stored` seal, every one is a
+    /// version the row state records, and all are confirmed. False (and
+    /// nothing confirmed) otherwise.
+    pub fn confirm_sealed(&mut self, stored: &str, lo: &Value, hi: &Value, probed: &[(Vec<Value>, Value)]) -> bool {
+        if sealed_pairs(stored) != Some(probed.len()) {
+            return false;
+        }
+        let mut tally = Tally::default();
+        let hashed: Vec<(String, PairHash)> = probed
+            .iter()
+            .map(|(k, w)| {
+                let t = crate::mapping::key_text_of(k);
+                let h = pair_hash(&t, w);
+                tally.add(&h);
+                (t, h)
+            })
+            .collect();
+        if tally.seal(lo, hi) != stored {
+            return false;
+        }
         if !self.spoiled {
-            self.pairs.reserve(n.min(self.cap));
+            self.pairs.reserve(hashed.len().min(self.cap));
         }
-    }
-
-    /// [`confirm`](Self::confirm) of a pair whose [`pair_hash`] is at hand.
-    pub fn confirm_hashed(&mut self, key: String, wm: Value, hash: PairHash) {
-        if self.takes(&wm) {
-            self.insert(key, wm, hash);
+        for ((t, h), (_, w)) in hashed.into_iter().zip(probed) {
+            if self.takes(w) {
+                self.insert(t, w.clone(), h);
+            }
         }
+        true
     }
 
     fn takes(&self, wm: &Value) -> bool {
@@ -172,7 +190,7 @@ impl Window {
 
 /// A pair's hash: SHA-256 of the key text and of the watermark (its kind
 /// and exact value: every nanosecond of a timestamp counts).
-pub fn pair_hash(key: &str, wm: &Value) -> PairHash {
+fn pair_hash(key: &str, wm: &Value) -> PairHash {
     let mut h = Sha256::new();
     h.update(key.as_bytes());
     h.update([0x1f]);
@@ -198,13 +216,13 @@ pub fn pair_hash(key: &str, wm: &Value) -> PairHash {
 
 /// The pairs of a window added up, in any order.
 #[derive(Default, Clone, Copy, PartialEq, Eq, Debug)]
-pub struct Tally {
-    pub count: u64,
+struct Tally {
+    count: u64,
     sum: PairHash,
 }
 
 impl Tally {
-    pub fn add(&mut self, h: &PairHash) {
+    fn add(&mut self, h: &PairHash) {
         self.count += 1;
         for (s, x) in self.sum.iter_mut().zip(h) {
             *s = s.wrapping_add(*x);
@@ -212,7 +230,7 @@ impl Tally {
     }
 
     /// The stored text of the seal of window `[lo, hi]` with these pairs.
-    pub fn seal(&self, lo: &Value, hi: &Value) -> String {
+    fn seal(&self, lo: &Value, hi: &Value) -> String {
         let mut h = Sha256::new();
         for b in [lo, hi] {
             h.update(crate::state::wm_text(b).as_bytes());

@@ -402,11 +402,6 @@ impl Reader {
         let Pool::Pg(p) = &self.pool else {
             return self.fetch_with(sql, args, decs).await;
         };
-        let sql = super::sql::placeholders(sql);
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for a in args {
-            q = q.bind(pg_text(a));
-        }
         // One round trip (simple query); dropped while open (an error, a
         // deadline), the transaction closes its connection.
         let mut tx = super::PoolTx::begin(
@@ -414,37 +409,14 @@ impl Reader {
             "BEGIN READ ONLY; SET LOCAL enable_indexscan = off; SET LOCAL effective_io_concurrency = 32",
         )
         .await?;
-        let mut out = Vec::new();
-        {
-            let mut rows = q.fetch(&mut *tx);
-            while let Some(r) = rows.try_next().await? {
-                out.push(decode_pg(&r, decs)?);
-            }
-        }
+        let out = fetch_pg(&mut tx, sql, args, decs).await?;
         tx.end("COMMIT").await?;
         Ok(out)
     }
 
     async fn fetch_with(&self, sql: &str, args: &[Value], decs: &[Dec]) -> anyhow::Result<Vec<Vec<Value>>> {
         match &self.pool {
-            Pool::Pg(p) => {
-                let sql = super::sql::placeholders(sql);
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for a in args {
-                    q = q.bind(pg_text(a));
-                }
-                // Decoded as they arrive: a batch's wire rows are not held
-                // beside its values.
-                super::with_conn(p, async |c| {
-                    let mut rows = q.fetch(c);
-                    let mut out = Vec::new();
-                    while let Some(r) = rows.try_next().await? {
-                        out.push(decode_pg(&r, decs)?);
-                    }
-                    Ok(out)
-                })
-                .await
-            }
+            Pool::Pg(p) => super::with_conn(p, async |c| fetch_pg(c, sql, args, decs).await).await,
             Pool::My(p) => {
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for a in args {
@@ -780,6 +752,27 @@ fn utf8(b: &[u8]) -> anyhow::Result<&str> {
         Err(e) => anyhow::anyhow!("a text value is not UTF-8: {e}"),
         Ok(_) => anyhow::anyhow!("a text value is not UTF-8"),
     })
+}
+
+/// `sql` (with `?` placeholders) on one PostgreSQL connection, its rows
+/// decoded as they arrive: a batch's wire rows are not held beside its
+/// values.
+async fn fetch_pg(
+    c: &mut sqlx::PgConnection,
+    sql: &str,
+    args: &[Value],
+    decs: &[Dec],
+) -> anyhow::Result<Vec<Vec<Value>>> {
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(super::sql::placeholders(sql)));
+    for a in args {
+        q = q.bind(pg_text(a));
+    }
+    let mut rows = q.fetch(c);
+    let mut out = Vec::new();
+    while let Some(r) = rows.try_next().await? {
+        out.push(decode_pg(&r, decs)?);
+    }
+    Ok(out)
 }
 
 fn decode_pg(r: &sqlx::postgres::PgRow, decs: &[Dec]) -> anyhow::Result<Vec<Value>> {
