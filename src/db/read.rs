@@ -483,11 +483,14 @@ impl Reader {
         let w = self.watermark.context("probe without a watermark")?;
         let wq = self.cols[w].quoted.clone();
         let mut args = Vec::new();
+        // After a pair, the range starts at its watermark: implied by the
+        // OR below, but only a plain bound lets the index start there, so a
+        // page does not re-read (and sort) every pair before it.
         let mut conds = vec![
             format!("{wq} >= {}", self.param(w)),
             format!("{wq} <= {}", self.param(w)),
         ];
-        args.push(lo.clone());
+        args.push(after.map_or(lo, |a| &a.wm).clone());
         args.push(hi.clone());
         if let Some(a) = after {
             let gt = format!("{wq} > {}", self.param(w));
