@@ -867,8 +867,8 @@ impl Run<'_> {
     /// vouch for every pair in it (`State::seal_window` writes nothing when
     /// the stored seal is already this one). A failure here costs the next
     /// poll its shortcut, nothing else.
-    async fn seal_window(&self) {
-        let (Some(w), Some(p)) = (&self.window, &self.position) else {
+    async fn seal_window(&mut self) {
+        let (Some(w), Some(p)) = (&mut self.window, &self.position) else {
             return;
         };
         if self.seal_matched && !self.committed {
@@ -1091,7 +1091,7 @@ impl Run<'_> {
         self.committed = true;
         if let (Some(window), Some(w)) = (&mut self.window, self.m.source.watermark) {
             if !clean || p.duplicates > 0 {
-                window.spoil();
+                window.spoil(crate::window::newest(p.rows.iter().map(|r| &r[w])));
             } else if !p.null_phase {
                 for (i, _) in &p.mapped {
                     window.confirm(&p.keys[*i], &p.rows[*i][w]);

@@ -41,7 +41,14 @@
 //! dropped as the position moves, and a window of more than [`MAX_PAIRS`]
 //! pairs is not sealed at all (about 130 bytes a pair; the map is pruned
 //! at twice what its last pruning kept, and never grows a quarter past the
-//! cap: some 16 MB at most).
+//! cap: some 16 MB at most). What a run had to drop or could not confirm
+//! is remembered as a *gap*, the highest watermark it may lack: a final
+//! window that starts above the gap is still sealed (a busy hour that has
+//! passed out of the look-back leaves the next quiet window sealable).
+//!
+//! An idle poll whose probe matched its seal commits nothing and writes no
+//! new seal, so the pairs it vouched for are kept aside in a list and only
+//! moved into the map if the run goes on to confirm anything else.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -63,13 +70,23 @@ pub struct Window {
     /// The most pairs a seal may cover.
     cap: usize,
     pairs: HashMap<String, (Value, PairHash), foldhash::fast::RandomState>,
+    /// Pairs a matched seal vouched for, not yet moved into `pairs`.
+    vouched: Vec<(String, Value, PairHash)>,
     /// The size at which pairs that fell below `floor` are dropped: twice
     /// what the last prune kept, so a first load that passes every row
     /// holds about twice its live window, not up to the cap.
     prune_at: usize,
     /// Pairs below this watermark cannot be in the final window.
     floor: Option<Value>,
-    spoiled: bool,
+    gap: Gap,
+}
+
+/// The pairs a run may lack: none, those at or below a watermark, or any.
+#[derive(Debug, Clone, PartialEq)]
+enum Gap {
+    None,
+    Through(Value),
+    All,
 }
 
 impl Window {
@@ -78,9 +95,10 @@ impl Window {
             lookback,
             cap,
             pairs: HashMap::default(),
+            vouched: Vec::new(),
             prune_at: Self::prune_at(cap, 0),
             floor: None,
-            spoiled: false,
+            gap: Gap::None,
         }
     }
 
@@ -88,6 +106,7 @@ impl Window {
     /// watermark). Cheap for a row that cannot be in the final window: a
     /// first load passes every row here.
     pub fn confirm(&mut self, key: &str, wm: &Value) {
+        self.take_vouched();
         if self.takes(wm) {
             let h = pair_hash(key, wm);
             self.insert(key.to_string(), wm.clone(), h);
@@ -96,8 +115,8 @@ impl Window {
 
     /// The probe of window `[lo, hi]` read these (key, watermark) pairs:
     /// if they are exactly the pairs of the `stored` seal, every one is a
-    /// version the row state records, and all are confirmed. False (and
-    /// nothing confirmed) otherwise.
+    /// version the row state records, and all are confirmed (kept aside
+    /// until something else is). False (and nothing confirmed) otherwise.
     pub fn confirm_sealed(&mut self, stored: &str, lo: &Value, hi: &Value, probed: &[(Vec<Value>, Value)]) -> bool {
         if sealed_pairs(stored) != Some(probed.len()) {
             return false;
@@ -115,19 +134,36 @@ impl Window {
         if tally.seal(lo, hi) != stored {
             return false;
         }
-        if !self.spoiled {
-            self.pairs.reserve(hashed.len().min(self.cap));
-        }
-        for ((t, h), (_, w)) in hashed.into_iter().zip(probed) {
-            if self.takes(w) {
-                self.insert(t, w.clone(), h);
-            }
-        }
+        self.take_vouched();
+        self.vouched = hashed
+            .into_iter()
+            .zip(probed)
+            .map(|((t, h), (_, w))| (t, w.clone(), h))
+            .collect();
         true
     }
 
+    /// Moves the pairs a matched seal vouched for into the map.
+    fn take_vouched(&mut self) {
+        if self.vouched.is_empty() {
+            return;
+        }
+        let vouched = std::mem::take(&mut self.vouched);
+        self.pairs.reserve(vouched.len().min(self.cap));
+        for (t, w, h) in vouched {
+            if self.takes(&w) {
+                self.insert(t, w, h);
+            }
+        }
+    }
+
     fn takes(&self, wm: &Value) -> bool {
-        !self.spoiled && self.floor.as_ref().is_none_or(|f| cmp(wm, f) != Some(Ordering::Less))
+        let above_gap = match &self.gap {
+            Gap::None => true,
+            Gap::Through(g) => cmp(wm, g) == Some(Ordering::Greater),
+            Gap::All => false,
+        };
+        above_gap && self.floor.as_ref().is_none_or(|f| cmp(wm, f) != Some(Ordering::Less))
     }
 
     fn insert(&mut self, key: String, wm: Value, hash: PairHash) {
@@ -152,10 +188,27 @@ impl Window {
     }
 
     /// Something this run read was not confirmed (a rejection, a key twice
-    /// in one batch): no seal this time.
-    pub fn spoil(&mut self) {
-        self.spoiled = true;
-        self.pairs = HashMap::default();
+    /// in one batch) at watermarks up to `through` (`None`: unknown, or
+    /// not a watermark a window is cut by): no window that reaches down to
+    /// it is sealed this time.
+    pub fn spoil(&mut self, through: Option<&Value>) {
+        self.take_vouched();
+        let gap = match (through, std::mem::replace(&mut self.gap, Gap::All)) {
+            (_, Gap::All) | (None, _) => Gap::All,
+            (Some(t), Gap::None) => Gap::Through(t.clone()),
+            (Some(t), Gap::Through(g)) => match cmp(t, &g) {
+                Some(Ordering::Greater) => Gap::Through(t.clone()),
+                Some(_) => Gap::Through(g),
+                None => Gap::All,
+            },
+        };
+        self.gap = gap;
+        // What the gap covers can no longer be sealed; the rest stays.
+        let gap = self.gap.clone();
+        self.pairs.retain(|_, (w, _)| match &gap {
+            Gap::Through(g) => cmp(w, g) == Some(Ordering::Greater),
+            _ => false,
+        });
     }
 
     fn prune(&mut self) {
@@ -163,15 +216,24 @@ impl Window {
             self.pairs.retain(|_, (w, _)| cmp(w, f) != Some(Ordering::Less));
         }
         if self.pairs.len() > self.cap {
-            // More rows changed within the look-back than a seal covers.
-            self.spoil();
+            // More rows changed within the look-back than a seal covers:
+            // all dropped, the newest of them marks the gap.
+            let newest = newest(self.pairs.values().map(|(w, _)| w)).cloned();
+            self.pairs = HashMap::default();
+            self.spoil(newest.as_ref());
         }
         self.prune_at = Self::prune_at(self.cap, self.pairs.len());
     }
 
     /// The seal of the window `[lo, hi]`, if this run can vouch for it.
-    pub fn seal(&self, lo: &Value, hi: &Value) -> Option<String> {
-        if self.spoiled {
+    pub fn seal(&mut self, lo: &Value, hi: &Value) -> Option<String> {
+        self.take_vouched();
+        let clear = match &self.gap {
+            Gap::None => true,
+            Gap::Through(g) => cmp(lo, g) == Some(Ordering::Greater),
+            Gap::All => false,
+        };
+        if !clear {
             return None;
         }
         let inside = |w: &Value| {
@@ -251,6 +313,20 @@ pub fn sealed_pairs(seal: &str) -> Option<usize> {
     let (count, digest) = seal.split_once(':')?;
     (digest.len() == 64).then_some(())?;
     count.parse().ok()
+}
+
+/// The highest of these watermarks; `None` for none, or for any that do
+/// not compare (a NULL, a kind a probe does not take).
+pub fn newest<'a>(ws: impl IntoIterator<Item = &'a Value>) -> Option<&'a Value> {
+    let mut top: Option<&Value> = None;
+    for w in ws {
+        match top.map(|t| cmp(w, t)) {
+            None | Some(Some(Ordering::Greater)) => top = Some(w),
+            Some(Some(_)) => {}
+            Some(None) => return None,
+        }
+    }
+    top.filter(|t| cmp(t, t).is_some())
 }
 
 /// Watermark order (integers and timestamps, the kinds a probe takes).
@@ -360,7 +436,7 @@ mod tests {
         let x = t("2026-01-01 10:00:00");
         let mut w = Window::new(chrono::Duration::minutes(10), 3);
         w.confirm("K1", &x);
-        w.spoil();
+        w.spoil(None);
         w.confirm("K2", &x);
         assert_eq!(w.seal(&x, &x), None);
         let mut w = Window::new(chrono::Duration::minutes(10), 3);
@@ -368,5 +444,75 @@ mod tests {
             w.confirm(k, &x);
         }
         assert_eq!(w.seal(&x, &x), None, "more pairs than a seal covers");
+    }
+
+    #[test]
+    fn a_window_above_what_a_run_could_not_confirm_is_still_sealed() {
+        let lookback = chrono::Duration::minutes(10);
+        let (busy, quiet) = (t("2026-01-01 10:00:00.000001"), t("2026-01-01 10:30:00.000002"));
+        let lo = crate::state::minus(&quiet, lookback);
+        // A busy window (more pairs than the cap) probed first, then the
+        // run reads on to a quiet window twenty minutes later.
+        let mut w = Window::new(lookback, 3);
+        for k in ["K1", "K2", "K3", "K4", "K5", "K6", "K7"] {
+            w.confirm(k, &busy);
+        }
+        w.confirm("K8", &quiet);
+        w.advance(&quiet);
+        assert_eq!(w.seal(&lo, &quiet), Some(probed(&lo, &quiet, &[("K8", &quiet)])));
+        assert_eq!(
+            w.seal(&busy, &quiet),
+            None,
+            "a window reaching down to the pairs it dropped"
+        );
+
+        // A batch with a rejection at `busy`: the same.
+        let mut w = Window::new(lookback, 100);
+        w.confirm("K1", &busy);
+        w.spoil(Some(&busy));
+        w.confirm("K2", &busy);
+        w.confirm("K8", &quiet);
+        w.advance(&quiet);
+        assert_eq!(w.seal(&lo, &quiet), Some(probed(&lo, &quiet, &[("K8", &quiet)])));
+        assert_eq!(w.seal(&busy, &quiet), None);
+        w.spoil(Some(&busy));
+        assert!(w.seal(&lo, &quiet).is_some(), "an older gap does not lower a newer one");
+        w.spoil(Some(&Value::Int(3)));
+        assert_eq!(w.seal(&lo, &quiet), None, "a watermark of another kind: no seal");
+    }
+
+    #[test]
+    fn pairs_a_matched_seal_vouched_for_count_once_the_run_goes_on() {
+        let lookback = chrono::Duration::minutes(10);
+        let (a, b) = (t("2026-01-01 10:00:00.000001"), t("2026-01-01 10:01:00.000001"));
+        let lo = crate::state::minus(&a, lookback);
+        let stored = probed(&lo, &a, &[("K1", &a), ("K2", &a)]);
+        let pairs = vec![
+            (vec![Value::Text("K2".into())], a.clone()),
+            (vec![Value::Text("K1".into())], a.clone()),
+        ];
+        let mut w = Window::new(lookback, 100);
+        assert!(!w.confirm_sealed(&stored, &lo, &b, &pairs), "other bounds");
+        assert!(!w.confirm_sealed(&stored, &lo, &a, &pairs[..1]), "a pair missing");
+        assert!(w.confirm_sealed(&stored, &lo, &a, &pairs));
+        assert!(w.pairs.is_empty(), "an idle poll builds no map");
+        assert_eq!(w.seal(&lo, &a).as_deref(), Some(stored.as_str()));
+        w.confirm("K3", &b);
+        w.advance(&b);
+        let lo_b = crate::state::minus(&b, lookback);
+        assert_eq!(
+            w.seal(&lo_b, &b),
+            Some(probed(&lo_b, &b, &[("K1", &a), ("K2", &a), ("K3", &b)]))
+        );
+    }
+
+    #[test]
+    fn the_newest_watermark_is_none_when_any_does_not_compare() {
+        let (a, b) = (t("2026-01-01 10:00:00"), t("2026-01-01 11:00:00"));
+        assert_eq!(newest([&a, &b, &a]), Some(&b));
+        assert_eq!(newest([&a, &Value::Null]), None);
+        assert_eq!(newest([&Value::Null]), None);
+        assert_eq!(newest(std::iter::empty()), None);
+        assert_eq!(newest([&Value::Int(2), &Value::Int(9)]), Some(&Value::Int(9)));
     }
 }
