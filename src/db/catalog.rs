@@ -262,7 +262,8 @@ pub async fn require(pool: &Pool, name: &TableName, side: &str) -> anyhow::Resul
     }
 }
 
-/// An index: its name, whether it is unique, its columns in order.
+/// An index: its name, whether it is unique, its columns in order (a part
+/// that is an expression shows as `(expression)`).
 #[derive(Debug, Clone)]
 pub struct Index {
     pub name: String,
@@ -313,8 +314,10 @@ pub async fn indexes(pool: &Pool, t: &Table) -> anyhow::Result<Vec<Index>> {
             fetch_pool(
                 pool,
                 "SELECT i.relname::text, CASE WHEN ix.indisunique THEN 1 ELSE 0 END::int8, \
-                        array_to_string(ARRAY(SELECT a.attname::text FROM unnest(ix.indkey) WITH ORDINALITY k(attnum, ord) \
-                        JOIN pg_catalog.pg_attribute a ON a.attrelid = ix.indrelid AND a.attnum = k.attnum ORDER BY k.ord), ',') \
+                        array_to_string(ARRAY(SELECT COALESCE(a.attname::text, '(expression)') \
+                        FROM unnest(ix.indkey) WITH ORDINALITY k(attnum, ord) \
+                        LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = ix.indrelid AND a.attnum = k.attnum \
+                        ORDER BY k.ord), ',') \
                  FROM pg_catalog.pg_index ix JOIN pg_catalog.pg_class i ON i.oid = ix.indexrelid \
                  JOIN pg_catalog.pg_class t ON t.oid = ix.indrelid JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace \
                  WHERE t.relname = ? AND n.nspname = COALESCE(?, current_schema())",
@@ -325,7 +328,7 @@ pub async fn indexes(pool: &Pool, t: &Table) -> anyhow::Result<Vec<Index>> {
         Engine::MySql => {
             fetch_pool(
                 pool,
-                "SELECT INDEX_NAME, CAST(MIN(1 - NON_UNIQUE) AS SIGNED), GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) \
+                "SELECT INDEX_NAME, CAST(MIN(1 - NON_UNIQUE) AS SIGNED), GROUP_CONCAT(COALESCE(COLUMN_NAME, '(expression)') ORDER BY SEQ_IN_INDEX) \
                  FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? \
                  GROUP BY INDEX_NAME",
                 &[Arg::Text(schema), name.into()],
@@ -335,7 +338,7 @@ pub async fn indexes(pool: &Pool, t: &Table) -> anyhow::Result<Vec<Index>> {
         Engine::Sqlite => {
             fetch_pool(
                 pool,
-                "SELECT il.name, il.\"unique\", group_concat(ii.name) FROM pragma_index_list(?) il, pragma_index_info(il.name) ii \
+                "SELECT il.name, il.\"unique\", group_concat(coalesce(ii.name, '(expression)')) FROM pragma_index_list(?) il, pragma_index_info(il.name) ii \
                  GROUP BY il.name",
                 &[name.into()],
             )

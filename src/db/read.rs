@@ -29,6 +29,7 @@ use chrono::{FixedOffset, NaiveDate, NaiveDateTime};
 use futures::TryStreamExt as _;
 use sqlx::Row as _;
 use sqlx::ValueRef as _;
+use std::sync::Arc;
 
 /// How one selected column is decoded.
 #[derive(Debug, Clone, Copy)]
@@ -69,6 +70,8 @@ pub enum Start {
 /// A column of the source, resolved against the catalog.
 #[derive(Debug, Clone)]
 struct SrcCol {
+    /// The name as the catalog spells it.
+    name: String,
     quoted: String,
     sql_type: String,
     kind: Kind,
@@ -96,6 +99,9 @@ pub struct Reader {
     /// The flag pattern: (flag column index, value of a new row, the
     /// message column quoted and its width).
     consume: Option<ConsumeCols>,
+    /// PostgreSQL: whether an index leads with the watermark and holds
+    /// every key column, looked up at the first unsorted probe.
+    covering: Arc<tokio::sync::OnceCell<bool>>,
 }
 
 /// The flag column (index), the value of a new row, and the message column
@@ -129,6 +135,7 @@ impl Reader {
             select.push(expr);
             decs.push(dec);
             cols.push(SrcCol {
+                name: col.name.clone(),
                 quoted: q,
                 sql_type: col.sql_type.clone(),
                 kind: col.kind,
@@ -171,6 +178,7 @@ impl Reader {
             zone: m.zone,
             catalog,
             pool,
+            covering: Arc::default(),
         })
     }
 
@@ -402,16 +410,41 @@ impl Reader {
         let Pool::Pg(p) = &self.pool else {
             return self.fetch_with(sql, args, decs).await;
         };
+        // With an index that holds the pairs, PostgreSQL reads them from it
+        // alone (an index-only scan, where the visibility map allows: 4 ms
+        // instead of 80 ms for 15,800 pairs in the benchmark); the planner
+        // chooses. Without one, the heap must be read for every pair, and a
+        // bitmap heap scan reads it with read-ahead, where an index scan
+        // (which stale statistics make the planner pick) reads one page at
+        // a time: 0.3 s instead of 1.2-1.6 s for 15,100 pairs from disk.
+        let covering = *self
+            .covering
+            .get_or_try_init(|| async {
+                let idx = catalog::indexes(&self.pool, &self.catalog).await?;
+                anyhow::Ok(self.covered_by(&idx))
+            })
+            .await
+            .context("reading the source table's indexes")?;
+        let begin = if covering {
+            "BEGIN READ ONLY; SET LOCAL effective_io_concurrency = 32"
+        } else {
+            "BEGIN READ ONLY; SET LOCAL enable_indexscan = off; SET LOCAL effective_io_concurrency = 32"
+        };
         // One round trip (simple query); dropped while open (an error, a
         // deadline), the transaction closes its connection.
-        let mut tx = super::PoolTx::begin(
-            p,
-            "BEGIN READ ONLY; SET LOCAL enable_indexscan = off; SET LOCAL effective_io_concurrency = 32",
-        )
-        .await?;
+        let mut tx = super::PoolTx::begin(p, begin).await?;
         let out = fetch_pg(&mut tx, sql, args, decs).await?;
         tx.end("COMMIT").await?;
         Ok(out)
+    }
+
+    /// Whether one of these indexes leads with the watermark and holds
+    /// every key column (as a key or an included column), so that a probe
+    /// can be answered from the index.
+    pub fn covered_by(&self, idx: &[catalog::Index]) -> bool {
+        let Some(w) = self.watermark else { return false };
+        let key: Vec<&str> = self.key.iter().map(|&k| self.cols[k].name.as_str()).collect();
+        holds_pairs(idx, &self.cols[w].name, &key)
     }
 
     async fn fetch_with(&self, sql: &str, args: &[Value], decs: &[Dec]) -> anyhow::Result<Vec<Vec<Value>>> {
@@ -760,6 +793,13 @@ fn utf8(b: &[u8]) -> anyhow::Result<&str> {
 /// `sql` (with `?` placeholders) on one PostgreSQL connection, its rows
 /// decoded as they arrive: a batch's wire rows are not held beside its
 /// values.
+/// Whether one of the indexes leads with column `wm` and holds every `key`
+/// column (catalog names).
+fn holds_pairs(idx: &[catalog::Index], wm: &str, key: &[&str]) -> bool {
+    idx.iter()
+        .any(|i| i.columns.first().is_some_and(|c| c == wm) && key.iter().all(|k| i.columns.iter().any(|c| c == k)))
+}
+
 async fn fetch_pg(
     c: &mut sqlx::PgConnection,
     sql: &str,
@@ -857,4 +897,41 @@ fn decode_lite(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<Vec<Value>> {
         out.push(v);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(columns: &[&str]) -> catalog::Index {
+        catalog::Index {
+            name: "i".into(),
+            unique: false,
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_probe_is_answered_from_an_index_only_if_it_leads_with_the_watermark_and_holds_the_key() {
+        let holds = |cols: &[&str]| holds_pairs(&[index(cols)], "update_time", &["gdbh"]);
+        assert!(holds(&["update_time", "gdbh"]));
+        assert!(
+            holds(&["update_time", "op_flag", "gdbh"]),
+            "an included column counts too"
+        );
+        assert!(!holds(&["update_time"]), "the usual partner index");
+        assert!(!holds(&["gdbh", "update_time"]), "not led by the watermark");
+        assert!(!holds(&["(expression)", "update_time", "gdbh"]));
+        assert!(!holds(&["UPDATE_TIME", "GDBH"]), "catalog names, as spelt");
+        assert!(holds_pairs(
+            &[index(&["update_time"]), index(&["update_time", "city", "no"])],
+            "update_time",
+            &["city", "no"]
+        ));
+        assert!(!holds_pairs(
+            &[index(&["update_time", "city"])],
+            "update_time",
+            &["city", "no"]
+        ));
+    }
 }

@@ -221,6 +221,48 @@ async fn online_check_flags_a_watermark_without_an_index_and_a_target_without_a_
     assert!(out.contains("no unique index or primary key on (order_no)"), "{out}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_check_advises_a_postgres_partner_whose_watermark_index_lacks_the_key() {
+    // PostgreSQL's secondary indexes do not carry the primary key (InnoDB's
+    // do): with an index on the watermark alone, every poll's look-back
+    // probe reads the table. Advice, not a problem: the check passes.
+    for p in [Postgres, MySql] {
+        let s = setup(p, Sqlite, "lookback = \"10m\"").await;
+        let cfg = s.scratch.path();
+        let cfg = cfg.to_str().unwrap();
+        assert_eq!(hlx(&["-c", cfg, "migrate"]).status.code(), Some(0));
+        let o = hlx(&["-c", cfg, "check"]);
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{p:?}: {out}");
+        assert!(
+            !out.contains("advice"),
+            "{p:?}: (UPDATE_TIME, GDBH) holds the key: {out}"
+        );
+        s.partner
+            .exec(if p == Postgres {
+                "DROP INDEX stg_ut"
+            } else {
+                "DROP INDEX stg_ut ON stg_gd_info"
+            })
+            .await;
+        s.partner
+            .exec("CREATE INDEX stg_ut1 ON stg_gd_info (UPDATE_TIME)")
+            .await;
+        let o = hlx(&["-c", cfg, "check"]);
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{p:?}: advice does not fail the check: {out}");
+        if p == Postgres {
+            assert!(
+                out.contains("advice: source table") && out.contains("no index holds (update_time, gdbh)"),
+                "{out}"
+            );
+            assert!(out.contains("ok, 1 piece(s) of advice"), "{out}");
+        } else {
+            assert!(!out.contains("advice"), "InnoDB's index carries the key: {out}");
+        }
+    }
+}
+
 #[test]
 fn the_shipped_example_config_and_mappings_check_clean_offline() {
     let dir = tempfile::tempdir().unwrap();

@@ -570,6 +570,54 @@ async fn a_sealed_window_that_grows_past_one_probe_page_is_read_in_pages(p: Engi
     assert_eq!(s.target_keys().await, s.source_keys("1=1").await);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_partner_is_probed_right_whatever_indexes_its_watermark_has() {
+    // The unsorted probe leaves PostgreSQL its plan when an index holds
+    // (watermark, key) (an index-only scan), and asks for a bitmap heap scan
+    // otherwise. Either way the pairs, the seal and late commits are the
+    // same as with the setup's (UPDATE_TIME, GDBH) index.
+    for (what, index) in [
+        (
+            "the watermark alone",
+            Some("CREATE INDEX stg_ut1 ON stg_gd_info (UPDATE_TIME)"),
+        ),
+        ("no index", None),
+        (
+            "the key included",
+            Some("CREATE INDEX stg_ut2 ON stg_gd_info (UPDATE_TIME) INCLUDE (GDBH)"),
+        ),
+    ] {
+        let s = setup(Postgres, Sqlite, "batch_size = 20\nlookback = \"10m\"").await;
+        s.partner.exec("DROP INDEX stg_ut").await;
+        if let Some(sql) = index {
+            s.partner.exec(sql).await;
+        }
+        let wt = s.province.hlx("hlx_watermark");
+        let seal_sql = format!("SELECT window_seal FROM {wt}");
+        let rows: Vec<Row> = (0..50).map(|i| row(i, Some(&ts(T0, i as i64 * 1_000_000)))).collect();
+        insert(&s.partner, &rows).await;
+        assert_eq!(s.run().await.counts.inserted, 50, "{what}");
+        let sealed = s.province.scalar(&seal_sql).await;
+        assert!(sealed.is_some(), "{what}");
+        let idle = s.run().await;
+        assert_eq!(
+            (idle.counts.read, idle.counts.inserted),
+            (0, 0),
+            "{what}: {:?}",
+            idle.counts
+        );
+        assert_eq!(
+            s.province.scalar(&seal_sql).await,
+            sealed,
+            "{what}: the idle poll found it sealed"
+        );
+        insert(&s.partner, &[row(3000, Some(&ts(T0, 5_500_000)))]).await;
+        let o = s.run().await;
+        assert_eq!((o.counts.read, o.counts.inserted), (1, 1), "{what}: {:?}", o.counts);
+        assert_eq!(s.target_keys().await, s.source_keys("1=1").await, "{what}");
+    }
+}
+
 engines!(a_sealed_lookback_window_still_lets_late_rows_and_rejections_through);
 async fn a_sealed_lookback_window_still_lets_late_rows_and_rejections_through(p: Engine, q: Engine) {
     // An idle poll whose probe finds the window as it was sealed skips the
