@@ -574,7 +574,12 @@ async fn check_mapping(ex: &Exchange, m: &crate::mapping::Mapping) -> anyhow::Re
                 reader.catalog.name,
                 key.join(", ")
             ));
-        } else if pool.engine() == crate::db::Engine::Postgres && reader.can_probe() && !reader.covered_by(&idx) {
+        } else if pool.engine() == crate::db::Engine::Postgres
+            && reader.can_probe()
+            && m.lookback.0.as_nanos() > 0
+            && m.source.consume.is_none()
+            && !reader.covered_by(&idx)
+        {
             // InnoDB's secondary indexes carry the primary key; PostgreSQL's
             // do not, and the look-back probe then reads the table.
             advice.push(format!(

@@ -412,8 +412,8 @@ impl Reader {
         };
         // With an index that holds the pairs, PostgreSQL reads them from it
         // alone (an index-only scan, where the visibility map allows: 4 ms
-        // instead of 80 ms for 15,800 pairs in the benchmark); the planner
-        // chooses. Without one, the heap must be read for every pair, and a
+        // instead of 81 ms of EXPLAIN ANALYZE for the benchmark's 15,768
+        // pairs); the planner chooses. Without one, the heap must be read for every pair, and a
         // bitmap heap scan reads it with read-ahead, where an index scan
         // (which stale statistics make the planner pick) reads one page at
         // a time: 0.3 s instead of 1.2-1.6 s for 15,100 pairs from disk.
@@ -790,9 +790,6 @@ fn utf8(b: &[u8]) -> anyhow::Result<&str> {
     })
 }
 
-/// `sql` (with `?` placeholders) on one PostgreSQL connection, its rows
-/// decoded as they arrive: a batch's wire rows are not held beside its
-/// values.
 /// Whether one of the indexes leads with column `wm` and holds every `key`
 /// column (catalog names).
 fn holds_pairs(idx: &[catalog::Index], wm: &str, key: &[&str]) -> bool {
@@ -800,6 +797,9 @@ fn holds_pairs(idx: &[catalog::Index], wm: &str, key: &[&str]) -> bool {
         .any(|i| i.columns.first().is_some_and(|c| c == wm) && key.iter().all(|k| i.columns.iter().any(|c| c == k)))
 }
 
+/// `sql` (with `?` placeholders) on one PostgreSQL connection, its rows
+/// decoded as they arrive: a batch's wire rows are not held beside its
+/// values.
 async fn fetch_pg(
     c: &mut sqlx::PgConnection,
     sql: &str,
