@@ -89,6 +89,18 @@ enum Gap {
     All,
 }
 
+impl Gap {
+    /// Whether a pair at `wm` lies above the gap (a window from `wm` up
+    /// lacks nothing).
+    fn clears(&self, wm: &Value) -> bool {
+        match self {
+            Gap::None => true,
+            Gap::Through(g) => cmp(wm, g) == Some(Ordering::Greater),
+            Gap::All => false,
+        }
+    }
+}
+
 impl Window {
     pub fn new(lookback: chrono::Duration, cap: usize) -> Window {
         Window {
@@ -158,12 +170,7 @@ impl Window {
     }
 
     fn takes(&self, wm: &Value) -> bool {
-        let above_gap = match &self.gap {
-            Gap::None => true,
-            Gap::Through(g) => cmp(wm, g) == Some(Ordering::Greater),
-            Gap::All => false,
-        };
-        above_gap && self.floor.as_ref().is_none_or(|f| cmp(wm, f) != Some(Ordering::Less))
+        self.gap.clears(wm) && self.floor.as_ref().is_none_or(|f| cmp(wm, f) != Some(Ordering::Less))
     }
 
     fn insert(&mut self, key: String, wm: Value, hash: PairHash) {
@@ -193,22 +200,14 @@ impl Window {
     /// it is sealed this time.
     pub fn spoil(&mut self, through: Option<&Value>) {
         self.take_vouched();
-        let gap = match (through, std::mem::replace(&mut self.gap, Gap::All)) {
-            (_, Gap::All) | (None, _) => Gap::All,
-            (Some(t), Gap::None) => Gap::Through(t.clone()),
-            (Some(t), Gap::Through(g)) => match cmp(t, &g) {
-                Some(Ordering::Greater) => Gap::Through(t.clone()),
-                Some(_) => Gap::Through(g),
-                None => Gap::All,
-            },
+        self.gap = match (&self.gap, through) {
+            (Gap::All, _) | (_, None) => Gap::All,
+            (Gap::None, Some(t)) => Gap::Through(t.clone()),
+            (Gap::Through(g), Some(t)) => newest([g, t]).map_or(Gap::All, |n| Gap::Through(n.clone())),
         };
-        self.gap = gap;
         // What the gap covers can no longer be sealed; the rest stays.
-        let gap = self.gap.clone();
-        self.pairs.retain(|_, (w, _)| match &gap {
-            Gap::Through(g) => cmp(w, g) == Some(Ordering::Greater),
-            _ => false,
-        });
+        let gap = &self.gap;
+        self.pairs.retain(|_, (w, _)| gap.clears(w));
     }
 
     fn prune(&mut self) {
@@ -228,12 +227,7 @@ impl Window {
     /// The seal of the window `[lo, hi]`, if this run can vouch for it.
     pub fn seal(&mut self, lo: &Value, hi: &Value) -> Option<String> {
         self.take_vouched();
-        let clear = match &self.gap {
-            Gap::None => true,
-            Gap::Through(g) => cmp(lo, g) == Some(Ordering::Greater),
-            Gap::All => false,
-        };
-        if !clear {
+        if !self.gap.clears(lo) {
             return None;
         }
         let inside = |w: &Value| {
